@@ -1,0 +1,1 @@
+"""bugcheck.analysis layer (see docs/ARCHITECTURE.md)."""

@@ -1,0 +1,1 @@
+"""bugcheck.commands layer (see docs/ARCHITECTURE.md)."""

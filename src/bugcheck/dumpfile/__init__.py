@@ -1,0 +1,1 @@
+"""bugcheck.dumpfile layer (see docs/ARCHITECTURE.md)."""

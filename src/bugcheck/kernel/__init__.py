@@ -1,0 +1,1 @@
+"""bugcheck.kernel layer (see docs/ARCHITECTURE.md)."""

@@ -1,0 +1,1 @@
+"""bugcheck.stack layer (see docs/ARCHITECTURE.md)."""

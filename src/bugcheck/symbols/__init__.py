@@ -1,0 +1,1 @@
+"""bugcheck.symbols layer (see docs/ARCHITECTURE.md)."""

@@ -1,0 +1,208 @@
+"""Typed views over dump memory: read kernel structures by field name.
+
+A :class:`StructView` pairs an address with a :class:`~bugcheck.symbols.types.Type`
+so code reads ``proc.field("UniqueProcessId")`` instead of hard-coding offsets;
+layouts come from whatever type source is loaded (PDB or ISF). Reads of absent
+memory raise :class:`~bugcheck.errors.MemoryNotPresent` like any other read.
+
+:func:`walk_list` follows a ``LIST_ENTRY`` chain with a hard bound and cycle
+detection, returning the entries found plus a warning instead of hanging on a
+corrupt or looping list.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bugcheck.errors import BugcheckError, MemoryNotPresent, SymbolError
+from bugcheck.memory.base import AddressSpace
+from bugcheck.symbols.types import Kind, Type, TypeSource
+
+#: no kernel list this program walks is expected to be longer than this
+MAX_LIST_ENTRIES = 100_000
+
+
+class TypeNotFound(SymbolError):
+    pass
+
+
+class Types:
+    """Kernel type lookups with a cache, over one TypeSource (nt's PDB or ISF table)."""
+
+    def __init__(self, source: TypeSource | None, pointer_size: int = 8):
+        self.source = source
+        self.pointer_size = pointer_size
+        self._cache: dict[str, Type | None] = {}
+
+    def __bool__(self) -> bool:
+        return self.source is not None
+
+    def get(self, name: str) -> Type | None:
+        if name not in self._cache:
+            self._cache[name] = self.source.find_type(name) if self.source is not None else None
+        return self._cache[name]
+
+    def require(self, name: str) -> Type:
+        t = self.get(name)
+        if t is None:
+            raise TypeNotFound(f"type {name} is not available (no kernel symbols loaded)")
+        return t
+
+    def offset(self, type_name: str, path: str) -> int:
+        return self.require(type_name).field_offset(path)
+
+    def has_field(self, type_name: str, path: str) -> bool:
+        t = self.get(type_name)
+        if t is None:
+            return False
+        try:
+            t.field_offset(path)
+            return True
+        except KeyError:
+            return False
+
+
+def _unsigned(data: bytes) -> int:
+    return int.from_bytes(data, "little")
+
+
+def read_scalar(memory: AddressSpace, address: int, t: Type, pointer_size: int = 8) -> int:
+    """Read a base, enum or pointer value of type ``t`` at ``address`` as an int."""
+    if t.kind == Kind.POINTER:
+        return _unsigned(memory.read(address, pointer_size))
+    size = t.size or pointer_size
+    if t.kind == Kind.ENUM and not size:
+        size = 4
+    raw = _unsigned(memory.read(address, size))
+    if t.signed and raw >> (size * 8 - 1):
+        raw -= 1 << (size * 8)
+    return raw
+
+
+@dataclass
+class StructView:
+    """An instance of a struct type at an address in some address space."""
+
+    memory: AddressSpace
+    address: int
+    type: Type
+    types: Types
+
+    def offset(self, path: str) -> int:
+        return self.type.field_offset(path)
+
+    def address_of(self, path: str) -> int:
+        return self.address + self.type.field_offset(path)
+
+    def _member_type(self, path: str) -> tuple[int, Type, int | None, int | None]:
+        t = self.type
+        off = 0
+        bitpos = bitlen = None
+        for part in path.split("."):
+            m = t.member(part)
+            if m is None:
+                raise KeyError(f"{t.name} has no member {part}")
+            off += m.offset
+            bitpos, bitlen = m.bit_position, m.bit_length
+            t = m.resolved_type()
+        return off, t, bitpos, bitlen
+
+    def has(self, path: str) -> bool:
+        try:
+            self._member_type(path)
+            return True
+        except KeyError:
+            return False
+
+    def field(self, path: str) -> int:
+        """Integer value of a base/enum/pointer/bitfield member (dotted paths allowed)."""
+        off, t, bitpos, bitlen = self._member_type(path)
+        ps = self.types.pointer_size
+        if bitlen is not None:
+            size = t.size or 4
+            raw = _unsigned(self.memory.read(self.address + off, size))
+            return (raw >> (bitpos or 0)) & ((1 << bitlen) - 1)
+        if t.kind in (Kind.STRUCT, Kind.UNION, Kind.CLASS, Kind.ARRAY):
+            raise BugcheckError(f"{self.type.name}.{path} is not a scalar")
+        return read_scalar(self.memory, self.address + off, t, ps)
+
+    def field_or(self, path: str, default=None):
+        """Like :meth:`field`, but ``default`` when the member is unknown or its memory absent."""
+        try:
+            return self.field(path)
+        except (KeyError, MemoryNotPresent, BugcheckError):
+            return default
+
+    def sub(self, path: str) -> StructView:
+        """The embedded struct at a member path (``Pcb`` of an ``_EPROCESS``)."""
+        off, t, _, _ = self._member_type(path)
+        return StructView(self.memory, self.address + off, t, self.types)
+
+    def pointer(self, path: str) -> int:
+        return self.field(path)
+
+    def bytes(self, path: str) -> bytes:
+        off, t, _, _ = self._member_type(path)
+        return self.memory.read(self.address + off, t.size)
+
+    def unicode_string(self, path: str, max_chars: int = 4096) -> str:
+        """A ``_UNICODE_STRING`` member's text ('' when its buffer is absent)."""
+        us = self.sub(path)
+        try:
+            length = us.field("Length")
+            buf = us.field("Buffer")
+            data = self.memory.read(buf, min(length, max_chars * 2))
+        except (MemoryNotPresent, KeyError, BugcheckError):
+            return ""
+        return data.decode("utf-16-le", errors="replace")
+
+    def ascii(self, path: str) -> str:
+        raw = self.bytes(path)
+        return raw.split(b"\0", 1)[0].decode("latin-1")
+
+
+def view(memory: AddressSpace, address: int, type_name: str, types: Types) -> StructView:
+    return StructView(memory, address, types.require(type_name), types)
+
+
+@dataclass
+class ListWalk:
+    entries: list[int]
+    warning: str | None = None
+
+
+def walk_list(
+    memory: AddressSpace,
+    head: int,
+    link_offset: int,
+    pointer_size: int = 8,
+    limit: int = MAX_LIST_ENTRIES,
+) -> ListWalk:
+    """Follow ``Flink`` from the list head at ``head``; return containing-record addresses.
+
+    ``link_offset`` is the offset of the LIST_ENTRY inside each record. Stops
+    with a warning on an unreadable link, a cycle that does not return to the
+    head, or more than ``limit`` entries.
+    """
+    entries: list[int] = []
+    seen: set[int] = {head}
+    try:
+        link = _unsigned(memory.read(head, pointer_size))
+    except MemoryNotPresent as e:
+        return ListWalk(entries, f"list head {head:#x} is not in the dump ({e.address:#x})")
+    while link != head:
+        if link == 0:
+            return ListWalk(entries, f"list at {head:#x} ends in a null link")
+        if link in seen:
+            return ListWalk(entries, f"list at {head:#x} loops back to {link:#x}; stopped")
+        if len(entries) >= limit:
+            return ListWalk(entries, f"list at {head:#x} has more than {limit} entries; stopped")
+        seen.add(link)
+        entries.append(link - link_offset)
+        try:
+            link = _unsigned(memory.read(link, pointer_size))
+        except MemoryNotPresent as e:
+            return ListWalk(
+                entries, f"list at {head:#x}: link at {link:#x} is not in the dump ({e.address:#x})"
+            )
+    return ListWalk(entries)

@@ -1,0 +1,488 @@
+"""Debugger state for one open dump, and the command line dispatcher.
+
+A :class:`Session` holds what WinDbg keeps between commands: the register
+context in effect (crash context, or what ``.trap``/``.cxr``/``.thread``/``~Ns``
+selected), the current processor, where a bare ``db`` continues, the open log.
+Layers above the dump reader fill the ``symbols``, ``kernel`` and ``modules``
+slots lazily through :func:`register_provider`, so a command that never needs
+symbols never pays for loading them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import pkgutil
+import re
+from collections.abc import Callable
+from typing import Any
+
+from bugcheck.commands import registry
+from bugcheck.commands.expr import Evaluator, ExprEnv
+from bugcheck.commands.registry import Result
+from bugcheck.errors import BadFileError, BugcheckError, CommandError, MemoryNotPresent
+
+#: slot name -> factory(session) -> object; filled by other layers (see register_provider)
+_PROVIDERS: dict[str, Callable[[Session], Any]] = {}
+
+#: x64 sub-registers: name -> (full register, shift, bits)
+_X64_SUBREGS: dict[str, tuple[str, int, int]] = {}
+for _full, _d, _w, _b, _h in [
+    ("rax", "eax", "ax", "al", "ah"),
+    ("rbx", "ebx", "bx", "bl", "bh"),
+    ("rcx", "ecx", "cx", "cl", "ch"),
+    ("rdx", "edx", "dx", "dl", "dh"),
+]:
+    _X64_SUBREGS.update({_d: (_full, 0, 32), _w: (_full, 0, 16), _b: (_full, 0, 8), _h: (_full, 8, 8)})
+for _full, _d, _w, _b in [
+    ("rsi", "esi", "si", "sil"),
+    ("rdi", "edi", "di", "dil"),
+    ("rbp", "ebp", "bp", "bpl"),
+    ("rsp", "esp", "sp", "spl"),
+]:
+    _X64_SUBREGS.update({_d: (_full, 0, 32), _w: (_full, 0, 16), _b: (_full, 0, 8)})
+for _n in range(8, 16):
+    _X64_SUBREGS.update(
+        {f"r{_n}d": (f"r{_n}", 0, 32), f"r{_n}w": (f"r{_n}", 0, 16), f"r{_n}b": (f"r{_n}", 0, 8)}
+    )
+_X64_SUBREGS["eip"] = ("rip", 0, 32)
+_X64_SUBREGS["ip"] = ("rip", 0, 16)
+_X64_SUBREGS["eflags"] = ("efl", 0, 32)
+
+
+def register_provider(slot: str, factory: Callable[[Session], Any]) -> None:
+    """Let a layer fill a session slot (``symbols``, ``kernel``, ``modules``...) on first use.
+
+    ``factory(session)`` is called once per session, the first time the slot is read.
+    """
+    _PROVIDERS[slot] = factory
+
+
+_loaded_commands = False
+
+
+def load_commands() -> None:
+    """Import every module of ``bugcheck.commands`` so their ``@command`` registrations run."""
+    global _loaded_commands
+    if _loaded_commands:
+        return
+    _loaded_commands = True
+    import bugcheck.commands as pkg
+
+    for info in pkgutil.iter_modules(pkg.__path__):
+        if info.name in ("session", "registry"):
+            continue
+        try:
+            importlib.import_module(f"bugcheck.commands.{info.name}")
+        except Exception as e:  # a broken command module must not take the debugger down
+            if os.environ.get("BUGCHECK_DEBUG"):
+                raise
+            _BROKEN_MODULES[info.name] = f"{type(e).__name__}: {e}"
+
+
+#: command modules that failed to import, with the reason (shown by ``version``)
+_BROKEN_MODULES: dict[str, str] = {}
+
+
+class PlainSymbols:
+    """Stand-in resolver: module-relative names from the dump's driver list, no symbol files."""
+
+    def __init__(self, session: Session):
+        self._resolver = None
+        try:
+            from bugcheck.symbols.modules import ModuleInfo, assign_module_names, file_name_of
+            from bugcheck.symbols.resolver import Resolver
+
+            mods = []
+            triage = getattr(session.dump, "triage", None)
+            for drv in (getattr(triage, "drivers", None) or [])[:4096]:
+                name, base, size = drv[0], drv[1], drv[2]
+                ts = drv[3] if len(drv) > 3 else 0
+                mods.append(ModuleInfo(file_name_of(str(name)), base, size, path=str(name), timestamp=ts))
+            self._resolver = Resolver(assign_module_names(mods), None, session.pointer_size)
+        except Exception:
+            self._resolver = None
+        self.pointer_size = session.pointer_size
+
+    @property
+    def modules(self):
+        return self._resolver.modules if self._resolver else []
+
+    def format_address(self, address: int) -> str:
+        if self._resolver is not None:
+            return self._resolver.format_address(address)
+        return "0x" + _hex_addr(address, self.pointer_size)
+
+    def symbol_for(self, address: int) -> str | None:
+        return self._resolver.symbol_for(address) if self._resolver else None
+
+    def resolve(self, name: str) -> int | None:
+        return self._resolver.resolve(name) if self._resolver else None
+
+    def complete(self, prefix: str, limit: int = 200) -> list[str]:
+        return self._resolver.complete(prefix, limit) if self._resolver else []
+
+
+def _hex_addr(value: int, pointer_size: int = 8) -> str:
+    if pointer_size == 4:
+        return f"{value & 0xFFFFFFFF:08x}"
+    value &= (1 << 64) - 1
+    return f"{value >> 32:08x}`{value & 0xFFFFFFFF:08x}"
+
+
+class _SessionEnv(ExprEnv):
+    def __init__(self, session: Session):
+        self.s = session
+        self.pointer_size = session.pointer_size
+
+    def register(self, name: str) -> int | None:
+        return self.s.register(name)
+
+    def pseudo_register(self, name: str) -> int | None:
+        return self.s.pseudo_register(name)
+
+    def symbol(self, name: str) -> int | None:
+        try:
+            return self.s.symbols.resolve(name)
+        except BugcheckError:
+            return None
+
+    def read_memory(self, address: int, size: int) -> bytes:
+        return self.s.read_virtual(address, size)
+
+
+def split_commands(line: str) -> list[str]:
+    """Split a command line on ``;`` outside quotes, dropping ``$$`` and ``*`` comments."""
+    out: list[str] = []
+    cur: list[str] = []
+    quote = ""
+    i, n = 0, len(line)
+    while i < n:
+        c = line[i]
+        if quote:
+            cur.append(c)
+            if c == "\\" and i + 1 < n:
+                cur.append(line[i + 1])
+                i += 2
+                continue
+            if c == quote:
+                quote = ""
+        elif c == '"':
+            quote = c
+            cur.append(c)
+        elif c == ";":
+            out.append("".join(cur))
+            cur = []
+        elif line.startswith("$$", i) and not "".join(cur).strip():
+            # $$ comment runs to the next ';'
+            j = line.find(";", i)
+            if j < 0:
+                i = n
+                continue
+            i = j
+            continue
+        elif c == "*" and not "".join(cur).strip():
+            # '*' comment swallows the rest of the line, semicolons included
+            break
+        else:
+            cur.append(c)
+        i += 1
+    out.append("".join(cur))
+    return [c.strip() for c in out if c.strip()]
+
+
+_TOKEN_RE = re.compile(r"\S+")
+
+
+class Session:
+    """One debugging session over one dump (what ``kd -z DUMP`` keeps between prompts)."""
+
+    def __init__(
+        self,
+        dump,
+        *,
+        sympath: str | None = None,
+        image_path: str | None = None,
+        offline: bool = False,
+        symbols_dir: str | None = None,
+        noisy: bool = False,
+    ):
+        self.dump = dump
+        self.sympath = sympath
+        self.image_path = image_path
+        self.offline = offline
+        self.symbols_dir = symbols_dir
+        self.noisy = noisy
+        self._slots: dict[str, Any] = {}
+        self._context = None
+        self.context_reason = ""
+        cp = getattr(dump, "crash_processor", None)
+        self.processor: int = cp if isinstance(cp, int) else 0
+        #: where a bare ``db``/``dd``... continues
+        self.next_display_address: int | None = None
+        self.last_display_command = "db"
+        #: user pseudo-registers $t0..$t19
+        self.temps: dict[str, int] = {}
+        #: extra pseudo-registers other layers add: name ("$ra") -> callable(session) -> int | None
+        self.pseudo_hooks: dict[str, Callable[[Session], int | None]] = {}
+        self.quit_requested = False
+        self.log_file = None
+        self.log_path: str | None = None
+        #: re-raise unexpected exceptions from commands (tests, BUGCHECK_DEBUG=1)
+        self.raise_errors = bool(os.environ.get("BUGCHECK_DEBUG"))
+        load_commands()
+
+    # -- lazily filled slots ---------------------------------------------------------------------
+    def _slot(self, name: str, default: Callable[[], Any] | None = None):
+        if name not in self._slots:
+            factory = _PROVIDERS.get(name)
+            value = None
+            if factory is not None:
+                value = factory(self)
+            if value is None and default is not None:
+                value = default()
+            self._slots[name] = value
+        return self._slots[name]
+
+    @property
+    def symbols(self):
+        return self._slot("symbols", lambda: PlainSymbols(self))
+
+    @symbols.setter
+    def symbols(self, value) -> None:
+        self._slots["symbols"] = value
+
+    @property
+    def kernel(self):
+        return self._slot("kernel")
+
+    @kernel.setter
+    def kernel(self, value) -> None:
+        self._slots["kernel"] = value
+
+    @property
+    def modules(self):
+        return self._slot("modules", lambda: list(getattr(self.symbols, "modules", []) or []))
+
+    @modules.setter
+    def modules(self, value) -> None:
+        self._slots["modules"] = value
+
+    def slot(self, name: str):
+        """Any other provider-filled slot (``unwinder``, ``analysis``...), or None."""
+        return self._slot(name)
+
+    # -- target facts ----------------------------------------------------------------------------
+    @property
+    def pointer_size(self) -> int:
+        return getattr(self.dump, "pointer_size", 8) or 8
+
+    @property
+    def machine(self) -> str:
+        return getattr(self.dump, "machine", "x64")
+
+    @property
+    def prompt(self) -> str:
+        return f"{self.processor}: kd> "
+
+    def format_address(self, address: int) -> str:
+        return self.symbols.format_address(address)
+
+    def hex_addr(self, address: int) -> str:
+        """WinDbg's address column: ``fffff800`62600000`` (or 8 digits on 32-bit targets)."""
+        return _hex_addr(address, self.pointer_size)
+
+    # -- register context ------------------------------------------------------------------------
+    @property
+    def crash_context(self):
+        contexts = getattr(self.dump, "contexts", None) or []
+        if 0 <= self.processor < len(contexts) and contexts[self.processor] is not None:
+            return contexts[self.processor]
+        return getattr(self.dump, "crash_context", None)
+
+    @property
+    def context(self):
+        """The register context in effect."""
+        return self._context if self._context is not None else self.crash_context
+
+    def set_context(self, ctx, reason: str = "") -> None:
+        """Install a context from ``.trap``/``.cxr``/``.thread`` (``reason`` names which)."""
+        self._context = ctx
+        self.context_reason = reason
+
+    def reset_context(self) -> None:
+        self._context = None
+        self.context_reason = ""
+
+    def set_processor(self, index: int) -> None:
+        """``~Ns``: switch to processor ``index`` and its context."""
+        n = self.processor_count
+        if not 0 <= index < max(n, 1):
+            raise CommandError(f"{index:d} is not a valid processor number")
+        self.processor = index
+        self.reset_context()
+
+    @property
+    def processor_count(self) -> int:
+        header = getattr(self.dump, "header", None)
+        n = getattr(header, "number_processors", 0) or 0
+        return n or len(getattr(self.dump, "contexts", None) or []) or 1
+
+    def register(self, name: str) -> int | None:
+        ctx = self.context
+        if ctx is None:
+            return None
+        regs = getattr(ctx, "regs", {}) or {}
+        name = name.lower()
+        if name in regs:
+            return regs[name]
+        if getattr(ctx, "arch", "x64") == "x64" and name in _X64_SUBREGS:
+            full, shift, bits = _X64_SUBREGS[name]
+            if full in regs:
+                return (regs[full] >> shift) & ((1 << bits) - 1)
+        return None
+
+    def pseudo_register(self, name: str) -> int | None:
+        """``$ip``, ``$csp``, ``$bug_code``... (name with its ``$``, lower case), or None when unknown."""
+        name = name.lower()
+        hook = self.pseudo_hooks.get(name)
+        if hook is not None:
+            return hook(self)
+        ctx = self.context
+        if name == "$ip":
+            return getattr(ctx, "pc", None) if ctx is not None else None
+        if name == "$csp":
+            return getattr(ctx, "sp", None) if ctx is not None else None
+        if name == "$retreg":
+            return self.register({"x86": "eax", "arm64": "x0"}.get(self.machine, "rax"))
+        if name == "$ptrsize":
+            return self.pointer_size
+        if name == "$pagesize":
+            return 0x1000
+        if name == "$bug_code":
+            return getattr(self.dump, "bugcheck_code", None)
+        if name.startswith("$bug_param") and name[10:] in ("1", "2", "3", "4"):
+            params = getattr(self.dump, "bugcheck_parameters", None) or ()
+            i = int(name[10:]) - 1
+            return params[i] if i < len(params) else None
+        if name == "$dumptype":
+            return getattr(getattr(self.dump, "header", None), "dump_type", None)
+        if re.fullmatch(r"\$t(1?[0-9])", name):
+            return self.temps.get(name, 0)
+        if name == "$ra" and ctx is not None:
+            # without an unwinder: the return address at the stack pointer (true at a call's entry)
+            try:
+                return int.from_bytes(self.read_virtual(ctx.sp, self.pointer_size), "little")
+            except BugcheckError:
+                return None
+        triage = getattr(self.dump, "triage", None)
+        field = {"$thread": "thread", "$proc": "process", "$prcb": "prcb"}.get(name)
+        if field and triage is not None:
+            v = getattr(triage, field, None)
+            if v is None:
+                v = getattr(triage, field + "_address", None)
+            if isinstance(v, int):
+                return v
+        kernel = self.kernel
+        if kernel is not None:
+            fn = getattr(kernel, "pseudo_register", None)
+            if callable(fn):
+                return fn(name, self)
+        return None
+
+    # -- memory ----------------------------------------------------------------------------------
+    def read_virtual(self, address: int, size: int) -> bytes:
+        return self.dump.read_virtual(address & ((1 << 64) - 1), size)
+
+    def read_virtual_padded(self, address: int, size: int):
+        fn = getattr(self.dump, "read_virtual_padded", None)
+        if fn is not None:
+            return fn(address, size)
+        return self.dump.virtual.read_padded(address, size)
+
+    # -- expressions -----------------------------------------------------------------------------
+    def evaluator(self) -> Evaluator:
+        return Evaluator(_SessionEnv(self))
+
+    def evaluate(self, expr: str) -> int:
+        return self.evaluator().evaluate(expr)
+
+    def evaluate_prefix(self, text: str) -> tuple[int, int]:
+        """Evaluate the expression at the start of ``text``: (value, offset where it ended)."""
+        return self.evaluator().evaluate_prefix(text)
+
+    # -- commands --------------------------------------------------------------------------------
+    def find_command(self, text: str) -> tuple[registry.CommandSpec | None, str, str]:
+        """(spec, name, args) for one command; WinDbg lets arguments touch the name (``kv``, ``db@rsp``)."""
+        m = _TOKEN_RE.match(text)
+        if not m:
+            return None, "", ""
+        word = m.group(0)
+        spec = registry.lookup(word)
+        if spec is not None:
+            return spec, word, text[m.end() :].strip()
+        for cut in range(len(word) - 1, 0, -1):
+            spec = registry.lookup(word[:cut])
+            if spec is not None:
+                return spec, word[:cut], text[cut:].strip()
+        return None, word, text[m.end() :].strip()
+
+    def run(self, line: str) -> list[Result]:
+        """Run one command line (``cmd; cmd``) and return one Result per command."""
+        results = []
+        for cmd in split_commands(line):
+            results.append(self.run_one(cmd))
+            if self.quit_requested:
+                break
+        return results
+
+    def run_one(self, cmd: str) -> Result:
+        spec, name, args = self.find_command(cmd)
+        if spec is None:
+            if name.startswith("!"):
+                msg = f"No export {name[1:]} found"
+            else:
+                msg = f"       ^ Syntax error in '{cmd}'"
+            return Result(msg, {"error": msg.strip(), "command": cmd}, "bugcheck.error/1")
+        try:
+            result = spec.handler(self, args)
+        except BadFileError as e:
+            if str(getattr(self.dump, "path", "")) == e.path:
+                raise
+            return _error_result(cmd, f"bugcheck: {e.path}: {e.problem}")
+        except MemoryNotPresent as e:
+            return _error_result(cmd, f"Memory access error at {_hex_addr(e.address, self.pointer_size)}")
+        except BugcheckError as e:
+            return _error_result(cmd, str(e))
+        except (KeyboardInterrupt, BrokenPipeError):
+            raise
+        except Exception as e:
+            if self.raise_errors:
+                raise
+            return _error_result(cmd, f"bugcheck: internal error in '{name}': {type(e).__name__}: {e}")
+        if result is None:
+            result = Result("")
+        if self.log_file is not None and result.text:
+            self.log(self.prompt + cmd + "\n" + result.text + "\n")
+        return result
+
+    # -- log -------------------------------------------------------------------------------------
+    def log(self, text: str) -> None:
+        if self.log_file is not None:
+            try:
+                self.log_file.write(text)
+                self.log_file.flush()
+            except OSError:
+                self.log_file = None
+
+    def close(self) -> None:
+        if self.log_file is not None:
+            try:
+                self.log_file.close()
+            except OSError:
+                pass
+            self.log_file = None
+
+
+def _error_result(cmd: str, msg: str) -> Result:
+    return Result(msg, {"error": msg, "command": cmd}, "bugcheck.error/1")

@@ -1,0 +1,314 @@
+"""What the debugger says about the target: the load banner, ``vertarget``, ``.bugcheck``, ``.dumpdebug``.
+
+The layout follows kd's load output line for line, because people (and their
+scripts) read these lines by position: the kind line, the search paths, the
+version line, product/suite, kernel base, session time and uptime.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+from dataclasses import fields, is_dataclass
+
+from bugcheck.commands.registry import Result, command, lookup
+from bugcheck.errors import BugcheckError, CommandError
+
+_PRODUCT = {1: "WinNt", 2: "LanManNt", 3: "ServerNt"}
+
+#: VER_SUITE_* bits, named as kd prints them
+_SUITES = [
+    (0x0001, "SmallBusiness"),
+    (0x0002, "Enterprise"),
+    (0x0004, "BackOffice"),
+    (0x0008, "CommunicationServer"),
+    (0x0010, "TerminalServer"),
+    (0x0020, "SmallBusinessRestricted"),
+    (0x0040, "EmbeddedNT"),
+    (0x0080, "DataCenter"),
+    (0x0100, "SingleUserTS"),
+    (0x0200, "Personal"),
+    (0x0400, "Blade"),
+    (0x0800, "EmbeddedRestricted"),
+    (0x1000, "SecurityAppliance"),
+    (0x2000, "StorageServer"),
+    (0x4000, "ComputeServer"),
+    (0x8000, "WHServer"),
+    (0x20000, "MultiUserTS"),
+]
+
+_MACHINE = {"x64": "x64", "x86": "x86 compatible", "arm64": "ARM 64-bit (AArch64)"}
+
+_FILETIME_EPOCH = _dt.datetime(1601, 1, 1, tzinfo=_dt.UTC)
+
+
+def os_name(build: int) -> str:
+    """The Windows name kd puts before ``Kernel Version`` (kd says "Windows 10" for 11 too)."""
+    if build >= 10240:
+        return "Windows 10"
+    if build >= 9600:
+        return "Windows 8.1"
+    if build >= 9200:
+        return "Windows 8"
+    if build >= 7600:
+        return "Windows 7"
+    if build >= 6000:
+        return "Windows Server 2008/Windows Vista"
+    if build >= 3790:
+        return "Windows Server 2003"
+    if build >= 2600:
+        return "Windows XP"
+    return "Windows 2000"
+
+
+def suite_names(mask: int) -> str:
+    return " ".join(name for bit, name in _SUITES if mask & bit)
+
+
+def format_filetime(ft: int) -> str:
+    """``Thu Oct  7 20:33:12.945 2021 (UTC + 0:00)`` (the dump records no time zone)."""
+    try:
+        t = _FILETIME_EPOCH + _dt.timedelta(microseconds=ft // 10)
+    except (OverflowError, ValueError):
+        return "not available"
+    return f"{t:%a %b} {t.day:2d} {t:%H:%M:%S}.{t.microsecond // 1000:03d} {t.year} (UTC + 0:00)"
+
+
+def format_uptime(units_100ns: int) -> str:
+    ms_total = units_100ns // 10_000
+    days, rem = divmod(ms_total, 86_400_000)
+    h, rem = divmod(rem, 3_600_000)
+    m, rem = divmod(rem, 60_000)
+    s, ms = divmod(rem, 1000)
+    return f"{days} days {h}:{m:02d}:{s:02d}.{ms:03d}"
+
+
+def _header(session):
+    return getattr(session.dump, "header", None)
+
+
+def _h(session, name: str, default=None):
+    return getattr(_header(session), name, default)
+
+
+def kernel_base(session) -> int | None:
+    """From the debugger data block, else the first entry of the driver list, else the resolver."""
+    kdd = getattr(session.dump, "kd_debugger_data", None)
+    if isinstance(kdd, dict):
+        for key in ("kern_base", "KernBase", "kernbase"):
+            v = kdd.get(key)
+            if isinstance(v, int) and v:
+                return v
+    triage = getattr(session.dump, "triage", None)
+    drivers = getattr(triage, "drivers", None) if triage is not None else None
+    if drivers:
+        try:
+            return int(drivers[0][1])
+        except (TypeError, ValueError, IndexError):
+            pass
+    try:
+        mods = session.modules
+    except BugcheckError:
+        mods = None
+    if mods:
+        return getattr(mods[0], "base", None)
+    return None
+
+
+def build_lab(session) -> str | None:
+    """``Edition build lab:`` text when the dump holds NtBuildLab (bitmap/full dumps usually do)."""
+    kdd = getattr(session.dump, "kd_debugger_data", None)
+    if not isinstance(kdd, dict):
+        return None
+    addr = None
+    for key in ("nt_build_lab", "NtBuildLab", "ntbuildlab"):
+        if isinstance(kdd.get(key), int) and kdd.get(key):
+            addr = kdd[key]
+            break
+    if addr is None:
+        return None
+    try:
+        raw = session.read_virtual(addr, 0x80)
+    except BugcheckError:
+        return None
+    text = raw.split(b"\0", 1)[0]
+    if not text or any(b < 0x20 or b > 0x7E for b in text):
+        return None
+    return text.decode("ascii")
+
+
+def version_lines(session) -> list[str]:
+    """The block ``vertarget`` prints, which is also the middle of the load banner."""
+    dump = session.dump
+    build = _h(session, "minor_version", 0) or 0
+    major = _h(session, "major_version", 0xF)
+    nproc = _h(session, "number_processors", 0) or len(getattr(dump, "contexts", None) or []) or 1
+    mp = f"MP ({nproc} procs)" if nproc > 1 else "UP"
+    free = "Checked" if major == 0xC else "Free"
+    machine = _MACHINE.get(getattr(dump, "machine", "x64"), getattr(dump, "machine", "x64"))
+    lines = [f"{os_name(build)} Kernel Version {build} {mp} {free} {machine}"]
+    ptype = _h(session, "product_type")
+    if isinstance(ptype, int) and ptype in _PRODUCT:
+        suite = _h(session, "suite_mask", 0) or 0
+        lines.append(f"Product: {_PRODUCT[ptype]}, suite: {suite_names(suite)}")
+    lab = build_lab(session)
+    if lab:
+        lines.append(f"Edition build lab: {lab}")
+    lines.append("Machine Name:")
+    base = kernel_base(session)
+    plm = _h(session, "ps_loaded_module_list")
+    parts = []
+    if base is not None:
+        parts.append(f"Kernel base = 0x{session.hex_addr(base)}")
+    if plm:
+        parts.append(f"PsLoadedModuleList = 0x{session.hex_addr(plm)}")
+    if parts:
+        lines.append(" ".join(parts))
+    st = _h(session, "system_time")
+    if st:
+        lines.append(f"Debug session time: {format_filetime(st)}")
+    up = _h(session, "system_up_time")
+    lines.append(f"System Uptime: {format_uptime(up) if up else 'not available'}")
+    return lines
+
+
+def _kind_line(session) -> str:
+    kind = getattr(session.dump, "kind", None)
+    line = getattr(kind, "banner_line", None)
+    return line or "Kernel Dump File"
+
+
+def banner(session) -> Result:
+    """What kd prints after opening a dump, before the first prompt."""
+    dump = session.dump
+    sympath = session.sympath
+    if sympath is None:
+        sympath = os.environ.get("_NT_SYMBOL_PATH", "srv*")
+    lines = [
+        f"Loading Dump File [{getattr(dump, 'path', '')}]",
+        _kind_line(session),
+        "",
+        f"Symbol search path is: {sympath}",
+        f"Executable search path is: {session.image_path or ''}",
+    ]
+    lines += version_lines(session)
+    warnings = [str(w) for w in (getattr(dump, "warnings", None) or [])]
+    lines += warnings
+    data = {
+        "path": str(getattr(dump, "path", "")),
+        "kind": getattr(getattr(dump, "kind", None), "value", None),
+        "machine": getattr(dump, "machine", None),
+        "build": _h(session, "minor_version"),
+        "processors": _h(session, "number_processors"),
+        "product_type": _h(session, "product_type"),
+        "suite_mask": _h(session, "suite_mask"),
+        "kernel_base": kernel_base(session),
+        "ps_loaded_module_list": _h(session, "ps_loaded_module_list"),
+        "system_time": _h(session, "system_time"),
+        "system_up_time": _h(session, "system_up_time"),
+        "bugcheck_code": getattr(dump, "bugcheck_code", None),
+        "bugcheck_parameters": list(getattr(dump, "bugcheck_parameters", None) or []),
+        "warnings": warnings,
+        "text_lines": lines,
+    }
+    return Result("\n".join(lines), data, "bugcheck.banner/1")
+
+
+@command("vertarget", "Show the target computer's version")
+def vertarget(session, args: str) -> Result:
+    lines = version_lines(session)
+    return Result("\n".join(lines), {"lines": lines}, "bugcheck.vertarget/1")
+
+
+@command(".bugcheck", "Display the bug check code and its four arguments")
+def dot_bugcheck(session, args: str) -> Result:
+    code = getattr(session.dump, "bugcheck_code", None)
+    params = list(getattr(session.dump, "bugcheck_parameters", None) or [])
+    if code is None:
+        raise CommandError("Unable to get bugcheck data")
+    text = f"Bugcheck code {code & 0xFFFFFFFF:08X}\nArguments " + " ".join(
+        session.hex_addr(p) for p in params
+    )
+    return Result(text, {"code": code, "parameters": params}, "bugcheck.bugcheck/1")
+
+
+def _field_value(session, value) -> str | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int):
+        if value > 0xFFFFFFFF:
+            return session.hex_addr(value) if session.pointer_size == 8 else f"{value:x}"
+        return f"{value:08x}"
+    if isinstance(value, tuple | list) and all(isinstance(v, int) for v in value) and len(value) <= 8:
+        return " ".join(_field_value(session, v) or "" for v in value)
+    if isinstance(value, bytes):
+        return None
+    if isinstance(value, str):
+        return value if value.isprintable() else None
+    return None
+
+
+def _camel(name: str) -> str:
+    return "".join(p[:1].upper() + p[1:] for p in name.split("_"))
+
+
+@command(".dumpdebug", "Display the crash dump header")
+def dumpdebug(session, args: str) -> Result:
+    dump = session.dump
+    header = _header(session)
+    bits = 64 if session.pointer_size == 8 else 32
+    kind = getattr(getattr(dump, "kind", None), "value", "")
+    kind_text = {"triage": "Kernel Mini Dump", "full": "Full Kernel Dump"}.get(kind, "Kernel Dump")
+    lines = [f"----- {bits} bit {kind_text} Analysis", "", f"DUMP_HEADER{bits}:"]
+    data = {}
+    if header is not None:
+        items = (
+            [(f.name, getattr(header, f.name)) for f in fields(header)]
+            if is_dataclass(header)
+            else list(vars(header).items())
+        )
+        for name, value in items:
+            text = _field_value(session, value)
+            if text is None:
+                continue
+            lines.append(f"{_camel(name):<20}{text}")
+            data[name] = value if not isinstance(value, tuple) else list(value)
+    triage = getattr(dump, "triage", None)
+    if triage is not None:
+        lines += ["", f"TRIAGE_DUMP{bits}:"]
+        titems = (
+            [(f.name, getattr(triage, f.name)) for f in fields(triage)]
+            if is_dataclass(triage)
+            else list(vars(triage).items())
+        )
+        for name, value in titems:
+            text = _field_value(session, value)
+            if text is None or isinstance(value, list):
+                continue
+            lines.append(f"{_camel(name):<22}{text}")
+    warnings = list(getattr(dump, "warnings", None) or [])
+    lines += [str(w) for w in warnings]
+    return Result("\n".join(lines), {"header": data, "warnings": warnings}, "bugcheck.dumpdebug/1")
+
+
+# ``~Ns`` (processor switch) lives with the session; a kernel-model module may register a richer one.
+if lookup("~") is None:
+
+    @command("~", "Switch processor: ~Ns")
+    def tilde(session, args: str) -> Result:
+        a = args.strip()
+        if not a:
+            n = session.processor_count
+            lines = [f"{'.' if i == session.processor else ' '}  {i}" for i in range(n)]
+            return Result("\n".join(lines), {"processor": session.processor, "count": n})
+        if a.lower().endswith("s"):
+            expr = a[:-1].strip()
+            if not expr:
+                index = session.processor
+            elif expr.isdigit():
+                index = int(expr, 10)  # kd reads processor numbers in decimal
+            else:
+                index = session.evaluate(expr)
+            session.set_processor(index)
+            return Result("", {"processor": session.processor}, "bugcheck.processor/1")
+        raise CommandError(f"       ^ Syntax error in '~{a}'")

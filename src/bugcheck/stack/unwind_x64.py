@@ -1,0 +1,314 @@
+"""The x64 virtual unwinder: one frame of RtlVirtualUnwind, on a register dict.
+
+Given the context of a frame, it computes the caller's context from the
+``.pdata``/``UNWIND_INFO`` of the function holding RIP.  Three cases, as in
+Windows: RIP inside an epilog (emulate the rest of the epilog by decoding the
+instructions), RIP in the prolog or body (undo the unwind codes whose prolog
+offset has been reached, then pop the return address, unless a machine
+frame supplied RIP/RSP), and no ``.pdata`` entry (a leaf: RIP = [RSP]).
+"""
+
+from __future__ import annotations
+
+import bisect
+import struct
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from bugcheck.errors import BugcheckError, MemoryNotPresent
+from bugcheck.symbols.pe.unwind import (
+    GPR_NAMES,
+    UWOP_ALLOC_LARGE,
+    UWOP_ALLOC_SMALL,
+    UWOP_EPILOG,
+    UWOP_PUSH_MACHFRAME,
+    UWOP_PUSH_NONVOL,
+    UWOP_SAVE_NONVOL,
+    UWOP_SAVE_NONVOL_FAR,
+    UWOP_SAVE_XMM128,
+    UWOP_SAVE_XMM128_FAR,
+    UWOP_SET_FPREG,
+    UWOP_SET_FPREG_LARGE,
+    UWOP_SPARE_CODE,
+    RuntimeFunction,
+    UnwindInfo,
+)
+
+MASK64 = (1 << 64) - 1
+MAX_CHAIN = 32
+MAX_EPILOG_POPS = 16
+
+ReadFn = Callable[[int, int], bytes]
+#: address -> (image_base, RUNTIME_FUNCTION, UNWIND_INFO with chained_info filled) or None
+LookupFn = Callable[[int], "tuple[int, RuntimeFunction, UnwindInfo] | None"]
+
+
+class UnwindError(BugcheckError):
+    """The frame cannot be unwound (a register the codes need is unknown, or bad data)."""
+
+
+@dataclass(slots=True)
+class UnwindResult:
+    """The caller's context and how it was found.
+
+    ``method``: ``"pdata"`` (unwind codes), ``"epilog"`` (RIP inside an epilog),
+    ``"machframe"`` (a PUSH_MACHFRAME supplied RIP/RSP: trap or interrupt
+    frame), ``"leaf"`` (no ``.pdata`` entry).  ``establisher`` is the frame
+    base the function's saves are relative to (RtlVirtualUnwind's
+    EstablisherFrame).  ``restored`` names the registers read from the stack
+    or recomputed.
+    """
+
+    context: dict[str, int]
+    restored: frozenset[str]
+    method: str
+    establisher: int
+    image_base: int | None = None
+    function: RuntimeFunction | None = None
+    unwind_info: UnwindInfo | None = None
+    epilog_checked: bool = True
+
+
+def _u64(read: ReadFn, va: int) -> int:
+    return struct.unpack("<Q", read(va & MASK64, 8))[0]
+
+
+def _reg(regs: dict[str, int], num: int) -> int:
+    name = GPR_NAMES[num]
+    if name not in regs:
+        raise UnwindError(f"unwinding needs {name}, which is not known in this frame")
+    return regs[name]
+
+
+def _establisher(regs, ui: UnwindInfo, prolog_offset: int) -> int:
+    rsp = regs["rsp"]
+    if not ui.frame_register:
+        return rsp
+    if prolog_offset >= ui.size_of_prolog or ui.chained is not None:
+        return (_reg(regs, ui.frame_register) - ui.frame_offset) & MASK64
+    for c in ui.codes:
+        if c.op in (UWOP_SET_FPREG, UWOP_SET_FPREG_LARGE) and c.offset <= prolog_offset:
+            return (_reg(regs, ui.frame_register) - c.value) & MASK64
+    return rsp
+
+
+def _try_epilog(regs, read_code: ReadFn, read: ReadFn, base: int, func: RuntimeFunction, ui: UnwindInfo):
+    """Return (new regs, restored) when RIP is inside an epilog, None when not, or raise MemoryNotPresent."""
+    rip = regs["rip"]
+    code = read_code(rip, 64)
+    i = 0
+    rsp = regs["rsp"]
+    new = dict(regs)
+    restored: set[str] = set()
+    # 1. An optional stack release: add rsp, imm / lea rsp, [rsp|fp + disp].
+    rex = code[0] if code[0] & 0xF0 == 0x40 else 0
+    p = 1 if rex else 0
+    if rex & 0xF8 == 0x48 and code[p] == 0x83 and code[p + 1] == 0xC4:
+        rsp = rsp + int.from_bytes(code[p + 2 : p + 3], "little", signed=True)
+        i = p + 3
+    elif rex & 0xF8 == 0x48 and code[p] == 0x81 and code[p + 1] == 0xC4:
+        rsp = rsp + int.from_bytes(code[p + 2 : p + 6], "little", signed=True)
+        i = p + 6
+    elif rex & 0xF8 == 0x48 and code[p] == 0x8D:
+        modrm = code[p + 1]
+        mod, reg, rm = modrm >> 6, (modrm >> 3) & 7, modrm & 7
+        if reg != 4 or rex & 4 or mod == 3:
+            return None
+        base_reg = rm | (8 if rex & 1 else 0)
+        q = p + 2
+        if rm == 4:  # SIB: only [rsp] or [r12] with no index
+            sib = code[q]
+            if (sib >> 3) & 7 != 4:
+                return None
+            base_reg = (sib & 7) | (8 if rex & 1 else 0)
+            q += 1
+        if mod == 0 and rm == 5:
+            return None  # rip-relative
+        if mod == 1:
+            disp = int.from_bytes(code[q : q + 1], "little", signed=True)
+            q += 1
+        elif mod == 2:
+            disp = int.from_bytes(code[q : q + 4], "little", signed=True)
+            q += 4
+        else:
+            disp = 0
+        if base_reg == 4:
+            rsp = rsp + disp
+        elif ui.frame_register and base_reg == ui.frame_register:
+            rsp = _reg(regs, base_reg) + disp
+        else:
+            return None
+        i = q
+    rsp &= MASK64
+    # 2. Pops of nonvolatile registers.
+    pops: list[int] = []
+    for _ in range(MAX_EPILOG_POPS):
+        b = code[i]
+        if 0x58 <= b <= 0x5F:
+            pops.append(b - 0x58)
+            i += 1
+        elif b == 0x41 and 0x58 <= code[i + 1] <= 0x5F:
+            pops.append(8 + code[i + 1] - 0x58)
+            i += 2
+        else:
+            break
+    # 3. The end: ret, or a jump leaving the function (a tail call).
+    b = code[i]
+    end_ok = False
+    if b == 0xC3 or (b == 0xF3 and code[i + 1] == 0xC3) or b == 0xC2:
+        end_ok = True
+    elif b in (0xE9, 0xEB):
+        size = 5 if b == 0xE9 else 2
+        rel = int.from_bytes(code[i + 1 : i + size], "little", signed=True)
+        target = (rip + i + size + rel) - base
+        end_ok = not (func.begin <= target < func.end)
+    elif b == 0xFF and code[i + 1] == 0x25:
+        end_ok = True
+    elif b & 0xF8 == 0x48 and code[i + 1] == 0xFF and code[i + 2] == 0x25:
+        end_ok = True
+    if not end_ok:
+        return None
+    if rsp != regs["rsp"]:
+        restored.add("rsp")
+    for r in pops:
+        new[GPR_NAMES[r]] = _u64(read, rsp)
+        restored.add(GPR_NAMES[r])
+        rsp = (rsp + 8) & MASK64
+    new["rip"] = _u64(read, rsp)
+    new["rsp"] = (rsp + 8) & MASK64
+    restored.update(("rip", "rsp"))
+    return new, restored
+
+
+def virtual_unwind(
+    regs: dict[str, int],
+    read: ReadFn,
+    lookup: LookupFn,
+    read_code: ReadFn | None = None,
+) -> UnwindResult:
+    """Unwind one frame.  ``regs`` must hold at least rip and rsp; it is not modified.
+
+    ``read(va, n)`` reads stack memory (MemoryNotPresent propagates: the caller
+    decides how to show a frame it cannot unwind); ``read_code`` reads code
+    bytes for epilog detection (default ``read``) — when code is absent the
+    epilog check is skipped and ``epilog_checked`` is False.
+    """
+    if "rip" not in regs or "rsp" not in regs:
+        raise UnwindError("unwinding needs rip and rsp")
+    rip = regs["rip"]
+    entry = lookup(rip)
+    if entry is None:
+        new = dict(regs)
+        new["rip"] = _u64(read, regs["rsp"])
+        new["rsp"] = (regs["rsp"] + 8) & MASK64
+        return UnwindResult(new, frozenset(("rip", "rsp")), "leaf", regs["rsp"])
+    base, func, ui = entry
+    prolog_offset = rip - base - func.begin
+    establisher = _establisher(regs, ui, prolog_offset)
+
+    epilog_checked = True
+    if prolog_offset >= ui.size_of_prolog:
+        try:
+            hit = _try_epilog(regs, read_code or read, read, base, func, ui)
+        except (MemoryNotPresent, IndexError):
+            hit = None
+            epilog_checked = False
+        if hit is not None:
+            new, restored = hit
+            return UnwindResult(new, frozenset(restored), "epilog", establisher, base, func, ui)
+
+    new = dict(regs)
+    restored: set[str] = set()
+    machine_frame = False
+    cur: UnwindInfo | None = ui
+    offset = prolog_offset
+    for _ in range(MAX_CHAIN):
+        if cur is None:
+            break
+        for c in cur.codes:
+            if c.offset > offset or c.op == UWOP_EPILOG and cur.version == 2:
+                continue
+            op = c.op
+            if op == UWOP_PUSH_NONVOL:
+                new[GPR_NAMES[c.reg]] = _u64(read, new["rsp"])
+                restored.add(GPR_NAMES[c.reg])
+                new["rsp"] = (new["rsp"] + 8) & MASK64
+            elif op in (UWOP_ALLOC_LARGE, UWOP_ALLOC_SMALL):
+                new["rsp"] = (new["rsp"] + c.value) & MASK64
+            elif op in (UWOP_SET_FPREG, UWOP_SET_FPREG_LARGE):
+                new["rsp"] = (_reg(new, cur.frame_register) - c.value) & MASK64
+            elif op in (UWOP_SAVE_NONVOL, UWOP_SAVE_NONVOL_FAR):
+                new[GPR_NAMES[c.reg]] = _u64(read, establisher + c.value)
+                restored.add(GPR_NAMES[c.reg])
+            elif op in (UWOP_SAVE_XMM128, UWOP_SAVE_XMM128_FAR):
+                new[f"xmm{c.reg}"] = int.from_bytes(read((establisher + c.value) & MASK64, 16), "little")
+                restored.add(f"xmm{c.reg}")
+            elif op in (UWOP_EPILOG, UWOP_SPARE_CODE):
+                pass  # version 1 retired SAVE_XMM forms: nothing a debugger needs
+            elif op == UWOP_PUSH_MACHFRAME:
+                at = new["rsp"] + (8 if c.info else 0)
+                new["rip"] = _u64(read, at)
+                new["cs"] = _u64(read, at + 8) & 0xFFFF
+                new["efl"] = _u64(read, at + 16) & 0xFFFFFFFF
+                new["rsp"] = _u64(read, at + 24)
+                new["ss"] = _u64(read, at + 32) & 0xFFFF
+                restored.update(("rip", "cs", "efl", "ss"))
+                machine_frame = True
+        if cur.chained is None:
+            break
+        cur = cur.chained_info
+        offset = 1 << 62  # the parent's prolog ran completely
+    else:
+        raise UnwindError("unwind chain too long")
+    if not machine_frame:
+        new["rip"] = _u64(read, new["rsp"])
+        new["rsp"] = (new["rsp"] + 8) & MASK64
+    restored.update(("rip", "rsp"))
+    method = "machframe" if machine_frame else "pdata"
+    return UnwindResult(new, frozenset(restored), method, establisher, base, func, ui, epilog_checked)
+
+
+class ImageLookup:
+    """``.pdata`` lookup over loaded images: ``ImageLookup([(base, PeImage), ...])``.
+
+    Also reads code bytes from the image files, so epilog detection works even
+    when the dump holds no code (``read_code``).
+    """
+
+    def __init__(self, images: Iterable[tuple[int, object]]):
+        self._images = sorted(((b, im) for b, im in images), key=lambda t: t[0])
+        self._bases = [b for b, _ in self._images]
+        self._cache: dict[tuple[int, int], UnwindInfo] = {}
+
+    def image_at(self, address: int):
+        i = bisect.bisect_right(self._bases, address) - 1
+        if i < 0:
+            return None
+        base, im = self._images[i]
+        if address - base >= im.size_of_image:
+            return None
+        return base, im
+
+    def __call__(self, address: int):
+        hit = self.image_at(address)
+        if hit is None:
+            return None
+        base, im = hit
+        func = im.lookup_function(address - base)
+        if func is None:
+            return None
+        key = (base, func.unwind_rva)
+        ui = self._cache.get(key)
+        if ui is None:
+            ui = self._cache[key] = im.unwind_info(func)
+        return base, func, ui
+
+    def read_code(self, address: int, n: int) -> bytes:
+        hit = self.image_at(address)
+        if hit is None:
+            raise MemoryNotPresent(address)
+        base, im = hit
+        try:
+            return im.read(address - base, n)
+        except BugcheckError:
+            raise MemoryNotPresent(address) from None

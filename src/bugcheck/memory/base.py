@@ -34,7 +34,7 @@ class AddressSpace(ABC):
     def read(self, address: int, size: int) -> bytes:
         """Return exactly ``size`` bytes or raise :class:`MemoryNotPresent` at the first hole."""
         out = bytearray()
-        for addr, data, length in self.read_chunks(address, size):
+        for addr, data, _length in self.read_chunks(address, size):
             if data is None:
                 raise MemoryNotPresent(addr, self.space)
             out += data

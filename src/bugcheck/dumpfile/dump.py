@@ -1,0 +1,405 @@
+"""Opening a kernel crash dump: format detection, header, contexts and memory.
+
+The file is mapped read-only and parsed lazily: open reads the header, the
+triage lists or the bitmap (one numpy pass) and nothing else. Every problem
+with the file surfaces as :class:`BadFileError` / :class:`UnsupportedFormatError`.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import struct
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from bugcheck.dumpfile.context import Context
+from bugcheck.dumpfile.header import (
+    HEADER32_SIZE,
+    HEADER64_SIZE,
+    MACHINE_NAMES,
+    DumpHeader,
+    parse_header32,
+    parse_header64,
+)
+from bugcheck.dumpfile.kddebugger import parse_kddebugger_data
+from bugcheck.dumpfile.kinds import DumpKind
+from bugcheck.dumpfile.triage import TriageInfo, build_sparse, parse_triage
+from bugcheck.errors import BadFileError, BugcheckError, MemoryNotPresent, UnsupportedFormatError
+from bugcheck.memory.base import PAGE_SIZE, AddressSpace
+from bugcheck.memory.paging import (
+    Paging,
+    VirtualMemory,
+    X64La57Paging,
+    X64Paging,
+    X86PaePaging,
+    X86Paging,
+)
+from bugcheck.memory.physical import BitmapPhysicalMemory, PhysicalMemory, RunPhysicalMemory
+
+TRUNCATED_WARNING = "WARNING: Dump file has been truncated.  Data may be missing."
+
+_DUMP_TYPE_NAMES = {
+    1: "full",
+    2: "summary",
+    3: "header-only",
+    4: "triage",
+    5: "bitmap",
+    6: "live kernel bitmap",
+    7: "automatic",
+    8: "kernel memory",
+    9: "kernel and user memory",
+    10: "complete memory",
+}
+# Physical pages are capped so a corrupt bitmap cannot ask for terabytes of bits (2^36 pages = 256 TB).
+MAX_BITMAP_PAGES = 1 << 36
+
+
+class NoMemory(AddressSpace):
+    """An address space with nothing in it (e.g. a dump without readable page tables)."""
+
+    def __init__(self, space: str = "virtual", reason: str = ""):
+        self.space = space
+        self.reason = reason
+
+    def read_chunks(self, address: int, size: int):
+        if size > 0:
+            yield address, None, size
+
+
+class DumpFile:
+    """An open kernel crash dump (see docs/ARCHITECTURE.md for the contract)."""
+
+    def __init__(self, path: Path, buf, fileobj, header: DumpHeader, kind: DumpKind):
+        self.path = path
+        self._buf = buf
+        self._file = fileobj
+        self.header = header
+        self.kind = kind
+        self.file_size = len(buf)
+        self.warnings: list[str] = []
+        self.triage: TriageInfo | None = None
+        self.physical: PhysicalMemory | None = None
+        self.paging: Paging | None = None
+        self.virtual: AddressSpace = NoMemory()
+        self.crash_processor: int | None = None
+        self._kd_from_triage: dict | None = None
+
+    # Identity -----------------------------------------------------------------
+    @property
+    def machine(self) -> str:
+        return self.header.machine
+
+    @property
+    def pointer_size(self) -> int:
+        return 8 if self.header.is_64bit else 4
+
+    @property
+    def bugcheck_code(self) -> int:
+        return self.header.bugcheck_code
+
+    @property
+    def bugcheck_parameters(self) -> tuple[int, int, int, int]:
+        return tuple(self.header.bugcheck_parameters)
+
+    @property
+    def exception(self):
+        return self.header.exception
+
+    @property
+    def crash_time(self):
+        return self.header.crash_time
+
+    @property
+    def build(self) -> int:
+        return self.header.minor_version
+
+    # Contexts -----------------------------------------------------------------
+    @cached_property
+    def header_context(self) -> Context:
+        """The CONTEXT record stored in the dump (triage ContextOffset, else the header's).
+
+        For bugchecks raised with an exception context (e.g. 0x1000007E) Windows
+        stores the faulting context here, not the one at KeBugCheckEx.
+        """
+        if self.triage is not None and self.triage.context_offset:
+            off = self.triage.context_offset
+        else:
+            off = self.header.context_offset
+        size = Context.size_for(self.machine)
+        raw = bytes(self._buf[off : off + size])
+        return Context.parse(self.machine, raw)
+
+    @cached_property
+    def crash_context(self) -> Context:
+        """The context at the bugcheck call (KeBugCheckEx), as WinDbg starts a session with.
+
+        Triage dumps: the CONTEXT the crashing PRCB points to (KPRCB.Context),
+        when that memory was captured; otherwise the stored context record.
+        """
+        t = self.triage
+        kd = self.kd_debugger_data or {}
+        off = kd.get("OffsetPrcbContext")
+        if t is not None and off and t.prcb_size >= off + self.pointer_size:
+            ptr = int.from_bytes(
+                self._buf[t.prcb_offset + off : t.prcb_offset + off + self.pointer_size], "little"
+            )
+            size = Context.size_for(self.machine)
+            if ptr:
+                raw, holes = self.virtual.read_padded(ptr, size)
+                if not holes:
+                    ctx = Context.parse(self.machine, raw)
+                    if ctx.pc and ctx.sp:
+                        return ctx
+        return self.header_context
+
+    @cached_property
+    def contexts(self) -> list[Context]:
+        """One context per processor when the dump lets us find them; else the crash context alone.
+
+        For full/bitmap dumps each processor's context is read from its PRCB
+        (KiProcessorBlock[i] + OffsetPrcbProcStateContext); the crash context
+        replaces the crashing processor's entry.
+        """
+        crash = self.crash_context
+        kd = self.kd_debugger_data
+        if self.triage is not None or not kd or self.machine not in ("x64", "x86"):
+            return [crash]
+        kpb = kd.get("KiProcessorBlock")
+        ctx_off = kd.get("OffsetPrcbProcStateContext")
+        if not kpb or ctx_off is None:
+            return [crash]
+        out: list[Context] = []
+        size = Context.size_for(self.machine)
+        n = min(self.header.number_processors, 2048)
+        for i in range(n):
+            try:
+                prcb = self.virtual.pointer(kpb + i * self.pointer_size, self.pointer_size)
+                raw = self.virtual.read(prcb + ctx_off, size)
+            except BugcheckError:
+                return [crash]
+            out.append(Context.parse(self.machine, raw))
+        for i, c in enumerate(out):
+            if c.pc == crash.pc and c.sp == crash.sp:
+                self.crash_processor = i
+                out[i] = crash
+                break
+        return out
+
+    # Debugger data --------------------------------------------------------------
+    @cached_property
+    def kd_debugger_data(self) -> dict | None:
+        """Parsed KDDEBUGGER_DATA64 (triage copy, or the block in memory when not encoded)."""
+        if self._kd_from_triage is not None or self.triage is not None:
+            return self._kd_from_triage
+        va = self.header.kd_debugger_data_block
+        if not va:
+            return None
+        raw, holes = self.virtual.read_padded(va, 0x400)
+        if holes and holes[0][0] < va + 0x20:
+            return None
+        return parse_kddebugger_data(raw)
+
+    # Memory ---------------------------------------------------------------------
+    def read_virtual(self, va: int, n: int) -> bytes:
+        return self.virtual.read(va, n)
+
+    def read_virtual_padded(self, va: int, n: int, fill: int = 0):
+        return self.virtual.read_padded(va, n, fill)
+
+    def read_physical(self, pa: int, n: int) -> bytes:
+        if self.physical is None:
+            raise MemoryNotPresent(pa, "physical", "a triage dump holds no physical memory")
+        return self.physical.read(pa, n)
+
+    def translate(self, va: int) -> int:
+        if self.paging is None:
+            raise MemoryNotPresent(va, "virtual", "no page tables in this dump")
+        return self.paging.translate(va)
+
+    # Lifetime ---------------------------------------------------------------------
+    def close(self) -> None:
+        # Memory views may still reference the map; dropping our handles is enough
+        # (the mapping is released when the last view goes away).
+        f, self._file = self._file, None
+        if f is not None:
+            f.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<DumpFile {self.path.name} {self.kind.value} {self.machine} build {self.build}>"
+
+
+def _map(path: Path):
+    try:
+        f = open(path, "rb")  # noqa: SIM115 - kept open for the life of the DumpFile
+    except OSError as e:
+        raise BadFileError(path, f"cannot open: {e.strerror or e}") from None
+    try:
+        size = os.fstat(f.fileno()).st_size
+        if size == 0:
+            raise BadFileError(path, "not a crash dump (file is empty)")
+        buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    except BadFileError:
+        f.close()
+        raise
+    except (OSError, ValueError) as e:
+        f.close()
+        raise BadFileError(path, f"cannot map file: {e}") from None
+    return f, buf
+
+
+def open_dump(path) -> DumpFile:
+    """Open a Windows kernel crash dump read-only; raises BadFileError/UnsupportedFormatError."""
+    path = Path(path)
+    f, buf = _map(path)
+    try:
+        return _open(path, f, buf)
+    except BugcheckError:
+        f.close()
+        raise
+    except (struct.error, IndexError, ValueError, OverflowError, MemoryError) as e:
+        f.close()
+        raise BadFileError(path, f"malformed dump: {type(e).__name__}: {e}") from None
+
+
+def _open(path: Path, f, buf) -> DumpFile:
+    size = len(buf)
+    sig = bytes(buf[:8])
+    if sig == b"PAGEDU64":
+        hsize, parse = HEADER64_SIZE, parse_header64
+    elif sig == b"PAGEDUMP":
+        hsize, parse = HEADER32_SIZE, parse_header32
+    elif sig[:4] == b"MDMP":
+        raise UnsupportedFormatError(path, "user-mode minidump (MDMP), not a kernel crash dump")
+    elif not sig.strip(b"\0") and not np.frombuffer(buf, dtype=np.uint8).any():
+        raise BadFileError(path, "not a crash dump (file is all zeros)")
+    else:
+        raise BadFileError(path, f"not a crash dump (signature {sig[:8]!r})")
+    if size < hsize:
+        raise BadFileError(path, f"truncated dump header ({size:#x} of {hsize:#x} bytes)")
+    header = parse(bytes(buf[:hsize]))
+    if header.machine_image_type not in MACHINE_NAMES:
+        raise UnsupportedFormatError(path, f"unsupported machine type {header.machine_image_type:#x}")
+    if header.is_64bit != (header.machine in ("x64", "arm64")):
+        raise BadFileError(path, f"{header.machine} machine type in a {sig.decode()} header")
+
+    dt = header.dump_type
+    if dt == 4:
+        d = DumpFile(path, buf, f, header, DumpKind.TRIAGE)
+        _setup_triage(d)
+    elif dt == 1:
+        d = DumpFile(path, buf, f, header, DumpKind.FULL)
+        _setup_runs(d)
+    elif dt == 2:
+        d = DumpFile(path, buf, f, header, DumpKind.SUMMARY)
+        _setup_summary(d)
+    elif dt in (5, 6, 8, 9, 10):
+        d = DumpFile(path, buf, f, header, DumpKind.KERNEL_BITMAP)
+        _setup_bitmap(d)
+    else:
+        name = _DUMP_TYPE_NAMES.get(dt, "unknown")
+        raise UnsupportedFormatError(path, f"unsupported dump type {dt} ({name})")
+    # RequiredDumpSpace is not the file size of triage dumps (it counts reserved space).
+    if dt != 4 and header.required_dump_space and size < header.required_dump_space:
+        if TRUNCATED_WARNING not in d.warnings:
+            d.warnings.insert(0, TRUNCATED_WARNING)
+    return d
+
+
+def _setup_triage(d: DumpFile) -> None:
+    t = parse_triage(d._buf, d.path, d.header, 0)
+    d.triage = t
+    d._kd_from_triage = t.kd_debugger_data
+    d.virtual = build_sparse(t, d._buf, d.header, d.pointer_size, 0)
+    d.crash_processor = t.processor_number
+    d.warnings.extend(t.warnings)
+    if t.valid_offset and d.file_size < t.valid_offset + 4:
+        d.warnings.insert(0, TRUNCATED_WARNING)
+
+
+def _setup_runs(d: DumpFile) -> None:
+    h = d.header
+    if not h.runs_valid:
+        raise BadFileError(d.path, f"full dump with an implausible run count ({h.number_of_runs})")
+    phys = RunPhysicalMemory(d._buf, h.physical_memory_runs, h.header_size)
+    d.physical = phys
+    if phys.truncated:
+        d.warnings.append(TRUNCATED_WARNING)
+    _setup_paging(d)
+
+
+def _setup_summary(d: DumpFile) -> None:
+    """Legacy kernel summary dump: SUMMARY_DUMP header (bitmap of 32-bit size) after the dump header."""
+    h = d.header
+    base = h.header_size
+    if d.file_size < base + 0x30:
+        raise BadFileError(d.path, "truncated summary dump header")
+    header_size, bitmap_size = struct.unpack_from("<II", d._buf, base + 0x0C)
+    bits_at = base + (0x28 if h.is_64bit else 0x20)
+    _bitmap_memory(d, bits_at, bitmap_size, header_size)
+
+
+def _setup_bitmap(d: DumpFile) -> None:
+    h = d.header
+    base = h.header_size
+    if d.file_size < base + 0x38:
+        raise BadFileError(d.path, "truncated bitmap dump header")
+    sig, valid = bytes(d._buf[base : base + 4]), bytes(d._buf[base + 4 : base + 8])
+    if sig not in (b"SDMP", b"FDMP") or valid != b"DUMP":
+        raise BadFileError(d.path, f"bitmap dump header has a bad signature {sig + valid!r}")
+    first_page, _present, pages = struct.unpack_from("<QQQ", d._buf, base + 0x20)
+    dt = h.dump_type
+    if dt == 8:
+        d.kind = DumpKind.KERNEL_MEMORY
+    elif dt == 9:
+        d.kind = DumpKind.KERNEL_AND_USER
+    elif dt == 10:
+        d.kind = DumpKind.COMPLETE_MEMORY
+    elif sig == b"FDMP":
+        d.kind = DumpKind.COMPLETE_BITMAP
+    else:
+        d.kind = DumpKind.KERNEL_BITMAP
+    _bitmap_memory(d, base + 0x38, pages, first_page)
+
+
+def _bitmap_memory(d: DumpFile, bits_at: int, pages: int, first_page: int) -> None:
+    if pages > MAX_BITMAP_PAGES:
+        raise BadFileError(d.path, f"bitmap of {pages} pages is not plausible")
+    nbytes = (pages + 7) // 8
+    if bits_at + nbytes > d.file_size:
+        raise BadFileError(d.path, "bitmap extends beyond the end of the file")
+    if first_page < bits_at + nbytes or first_page % PAGE_SIZE:
+        raise BadFileError(d.path, f"bitmap dump first page offset {first_page:#x} is not plausible")
+    bitmap = d._buf[bits_at : bits_at + nbytes]
+    phys = BitmapPhysicalMemory(d._buf, bitmap, pages, first_page)
+    d.physical = phys
+    if phys.truncated:
+        d.warnings.append(TRUNCATED_WARNING)
+    _setup_paging(d)
+
+
+def _setup_paging(d: DumpFile) -> None:
+    h = d.header
+    if d.machine == "x64":
+        paging = X64Paging(d.physical, h.directory_table_base)
+        probe = h.ps_loaded_module_list
+        if probe and paging.walk(probe).physical is None:
+            five = X64La57Paging(d.physical, h.directory_table_base)
+            if five.walk(probe).physical is not None:
+                paging = five
+    elif d.machine == "x86":
+        cls = X86PaePaging if h.pae_enabled else X86Paging
+        paging = cls(d.physical, h.directory_table_base)
+    else:
+        d.warnings.append(f"{d.machine} page tables are not supported: only physical memory is available")
+        return
+    d.paging = paging
+    d.virtual = VirtualMemory(paging)

@@ -1,0 +1,231 @@
+"""Virtual-to-physical translation by walking the page tables found in physical memory.
+
+Supports x64 4-level and 5-level (LA57) paging with 2 MB and 1 GB pages, x86
+PAE (3 levels, 2 MB pages) and non-PAE (2 levels, 4 MB pages). A last-level
+entry that is not valid but in *transition* (bit 11 set, prototype bit 10
+clear) still names a page that is in RAM, so it translates, as WinDbg does.
+Every walk is returned as a :class:`PageWalk` so ``!pte`` can show each
+level's entry address and value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from bugcheck.errors import MemoryNotPresent
+from bugcheck.memory.base import PAGE_SIZE, AddressSpace
+
+PTE_VALID = 1 << 0
+PTE_WRITE = 1 << 1
+PTE_OWNER = 1 << 2
+PTE_LARGE = 1 << 7
+PTE_PROTOTYPE = 1 << 10
+PTE_TRANSITION = 1 << 11
+PTE_NX = 1 << 63
+
+_PFN_MASK_64 = 0x000F_FFFF_FFFF_F000  # bits 12..51
+
+
+@dataclass
+class PageLevel:
+    """One step of a walk: the entry's physical address and value (None if unreadable)."""
+
+    name: str  # "PXE"/"PPE"/"PDE"/"PTE" (x64 names as !pte prints them), "PML5E", "PDPTE"
+    entry_address: int
+    value: int | None
+    index: int
+
+    @property
+    def valid(self) -> bool:
+        return self.value is not None and bool(self.value & PTE_VALID)
+
+    @property
+    def large(self) -> bool:
+        return self.value is not None and bool(self.value & PTE_LARGE)
+
+    @property
+    def pfn(self) -> int | None:
+        if self.value is None:
+            return None
+        return (self.value & _PFN_MASK_64) >> 12
+
+
+@dataclass
+class PageWalk:
+    """Result of translating ``va``: the levels visited and the outcome.
+
+    ``physical`` is None when the address does not translate; ``reason`` then
+    says why ("PDE not present", "entry unreadable", ...).
+    """
+
+    va: int
+    levels: list[PageLevel] = field(default_factory=list)
+    physical: int | None = None
+    page_size: int = PAGE_SIZE
+    transition: bool = False
+    reason: str = ""
+
+    @property
+    def present(self) -> bool:
+        return self.physical is not None
+
+
+class Paging:
+    """Base for the paging modes; ``walk`` does the work, ``translate`` raises on failure."""
+
+    #: per level: (name, shift, index bits)
+    levels: tuple[tuple[str, int, int], ...] = ()
+    entry_size = 8
+    pfn_mask = _PFN_MASK_64
+    va_bits = 48
+    large_sizes: dict[str, int] = {}
+
+    def __init__(self, physical: AddressSpace, dtb: int):
+        self.physical = physical
+        self.dtb = dtb
+        self._cache: dict[int, tuple[int, int] | None] = {}
+
+    def _root(self) -> int:
+        return self.dtb & self.pfn_mask
+
+    def _read_entry(self, pa: int) -> int | None:
+        raw, holes = self.physical.read_padded(pa, self.entry_size)
+        if holes:
+            return None
+        return int.from_bytes(raw, "little")
+
+    def walk(self, va: int) -> PageWalk:
+        va &= (1 << 64) - 1
+        w = PageWalk(va)
+        if not self._canonical(va):
+            w.reason = "non-canonical address"
+            return w
+        table = self._root()
+        nlev = len(self.levels)
+        for depth, (name, shift, bits) in enumerate(self.levels):
+            idx = (va >> shift) & ((1 << bits) - 1)
+            pa = table + idx * self.entry_size
+            value = self._read_entry(pa)
+            lvl = PageLevel(name, pa, value, idx)
+            w.levels.append(lvl)
+            last = depth == nlev - 1
+            if value is None:
+                w.reason = f"{name} at physical {pa:#x} is not in the dump"
+                return w
+            if not value & PTE_VALID:
+                if last and value & PTE_TRANSITION and not value & PTE_PROTOTYPE:
+                    w.transition = True
+                    w.physical = (value & self.pfn_mask) | (va & (PAGE_SIZE - 1))
+                    return w
+                w.reason = f"{name} not present"
+                return w
+            if not last and value & PTE_LARGE and name in self.large_sizes:
+                size = self.large_sizes[name]
+                w.page_size = size
+                base = value & self.pfn_mask & ~(size - 1)
+                w.physical = base | (va & (size - 1))
+                return w
+            table = value & self.pfn_mask
+        w.physical = table | (va & (PAGE_SIZE - 1))
+        return w
+
+    def _canonical(self, va: int) -> bool:
+        top = va >> (self.va_bits - 1)
+        return top == 0 or top == (1 << (64 - self.va_bits + 1)) - 1
+
+    def page_translation(self, va: int) -> tuple[int, int] | None:
+        """(physical page base, page size) for ``va``, cached per 4 KB page."""
+        key = va >> 12
+        if key in self._cache:
+            return self._cache[key]
+        w = self.walk(va)
+        res = None
+        if w.physical is not None:
+            res = (w.physical & ~(PAGE_SIZE - 1), PAGE_SIZE)
+        if len(self._cache) > 1 << 16:
+            self._cache.clear()
+        self._cache[key] = res
+        return res
+
+    def translate(self, va: int) -> int:
+        """Physical address of ``va``; MemoryNotPresent (with the walk's reason) when unmapped."""
+        w = self.walk(va)
+        if w.physical is None:
+            raise MemoryNotPresent(va, "virtual", w.reason)
+        return w.physical
+
+
+class X64Paging(Paging):
+    """x64 4-level paging (PML4); names as WinDbg's ``!pte`` prints them."""
+
+    levels = (("PXE", 39, 9), ("PPE", 30, 9), ("PDE", 21, 9), ("PTE", 12, 9))
+    large_sizes = {"PPE": 1 << 30, "PDE": 1 << 21}
+    va_bits = 48
+
+
+class X64La57Paging(Paging):
+    """x64 5-level paging (CR4.LA57), 57-bit virtual addresses."""
+
+    levels = (("PML5E", 48, 9), ("PXE", 39, 9), ("PPE", 30, 9), ("PDE", 21, 9), ("PTE", 12, 9))
+    large_sizes = {"PPE": 1 << 30, "PDE": 1 << 21}
+    va_bits = 57
+
+
+class X86PaePaging(Paging):
+    """x86 PAE: 4-entry PDPT (32-byte aligned CR3), 2 MB large pages, 64-bit entries."""
+
+    levels = (("PDPTE", 30, 2), ("PDE", 21, 9), ("PTE", 12, 9))
+    large_sizes = {"PDE": 1 << 21}
+    va_bits = 64  # no canonical form for 32-bit addresses
+
+    def _root(self) -> int:
+        return self.dtb & 0xFFFF_FFE0
+
+    def _canonical(self, va: int) -> bool:
+        return va < 1 << 32
+
+    def walk(self, va: int) -> PageWalk:
+        # PDPTEs have no R/W, U/S or PS bits: a set bit 7 there is reserved, not a large page.
+        return super().walk(va & 0xFFFF_FFFF) if va < 1 << 32 else PageWalk(va, reason="address above 4 GB")
+
+
+class X86Paging(Paging):
+    """x86 non-PAE: 2 levels of 32-bit entries, 4 MB large pages (PSE)."""
+
+    levels = (("PDE", 22, 10), ("PTE", 12, 10))
+    large_sizes = {"PDE": 1 << 22}
+    entry_size = 4
+    pfn_mask = 0xFFFF_F000
+    va_bits = 64
+
+    def _root(self) -> int:
+        return self.dtb & 0xFFFF_F000
+
+    def _canonical(self, va: int) -> bool:
+        return va < 1 << 32
+
+
+class VirtualMemory(AddressSpace):
+    """Kernel virtual memory: page-by-page translation through ``paging`` into its physical space."""
+
+    space = "virtual"
+
+    def __init__(self, paging: Paging):
+        self.paging = paging
+        self.physical = paging.physical
+
+    def read_chunks(self, address: int, size: int):
+        cur, end = address, address + size
+        mask = (1 << 64) - 1
+        while cur < end:
+            n = min(PAGE_SIZE - (cur & (PAGE_SIZE - 1)), end - cur)
+            tr = self.paging.page_translation(cur & mask)
+            if tr is None:
+                yield cur & mask, None, n
+            else:
+                pa = tr[0] | (cur & (PAGE_SIZE - 1))
+                done = 0
+                for _, data, length in self.physical.read_chunks(pa, n):
+                    yield (cur + done) & mask, data, length
+                    done += length
+            cur += n

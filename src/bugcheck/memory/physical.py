@@ -1,0 +1,174 @@
+"""Physical memory of full (run-based) and bitmap dumps, backed by the mapped file.
+
+Both map a page frame number to a file offset: run-based dumps store runs of
+consecutive pages back to back; bitmap dumps store every page whose bit is
+set, in PFN order, so a page's file offset is its rank among the set bits.
+The rank comes from one numpy pass at open (the sorted array of present PFNs)
+and a binary search per lookup.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+
+import numpy as np
+
+from bugcheck.memory.base import PAGE_SIZE, AddressSpace
+
+PAGE_SHIFT = 12
+
+
+class PhysicalMemory(AddressSpace):
+    """Page-granular physical memory; subclasses implement :meth:`page_offset`."""
+
+    space = "physical"
+
+    def __init__(self, buf, file_size: int | None = None):
+        self._buf = buf
+        self._file_size = len(buf) if file_size is None else file_size
+
+    def page_offset(self, pfn: int) -> int | None:
+        """File offset of page ``pfn``, or None when the dump does not hold it."""
+        raise NotImplementedError
+
+    def page_present(self, pfn: int) -> bool:
+        return self.page_offset(pfn) is not None
+
+    def read_chunks(self, address: int, size: int):
+        cur = address
+        end = address + size
+        pending_hole = None  # merge adjacent absent pages into one piece
+        while cur < end:
+            pfn = cur >> PAGE_SHIFT
+            in_page = cur & (PAGE_SIZE - 1)
+            n = min(PAGE_SIZE - in_page, end - cur)
+            off = self.page_offset(pfn)
+            if off is not None:
+                off += in_page
+                avail = max(0, min(n, self._file_size - off))
+            else:
+                avail = 0
+            if avail:
+                if pending_hole:
+                    yield pending_hole[0], None, pending_hole[1]
+                    pending_hole = None
+                yield cur, bytes(self._buf[off : off + avail]), avail
+            if avail < n:
+                hs, hn = cur + avail, n - avail
+                if pending_hole and pending_hole[0] + pending_hole[1] == hs:
+                    pending_hole = (pending_hole[0], pending_hole[1] + hn)
+                else:
+                    if pending_hole:
+                        yield pending_hole[0], None, pending_hole[1]
+                    pending_hole = (hs, hn)
+            cur += n
+        if pending_hole:
+            yield pending_hole[0], None, pending_hole[1]
+
+
+class RunPhysicalMemory(PhysicalMemory):
+    """DumpType 1/2 style: ``runs`` of (base_page, page_count) stored back to back from ``data_offset``.
+
+    Pages whose data would lie past the end of a truncated file read as holes.
+    """
+
+    def __init__(self, buf, runs, data_offset: int, file_size: int | None = None):
+        super().__init__(buf, file_size)
+        self.runs = [(int(b), int(c)) for b, c in runs if c > 0]
+        self.runs.sort()
+        self._bases = [b for b, _ in self.runs]
+        self._offsets = []
+        off = data_offset
+        for _, c in self.runs:
+            self._offsets.append(off)
+            off += c * PAGE_SIZE
+        self.expected_end = off
+
+    @property
+    def truncated(self) -> bool:
+        return self.expected_end > self._file_size
+
+    def page_offset(self, pfn: int) -> int | None:
+        i = bisect_right(self._bases, pfn) - 1
+        if i < 0:
+            return None
+        base, count = self.runs[i]
+        if pfn >= base + count:
+            return None
+        off = self._offsets[i] + (pfn - base) * PAGE_SIZE
+        return off if off < self._file_size else None
+
+    def present_pfns(self):
+        for base, count in self.runs:
+            yield from range(base, base + count)
+
+
+class BitmapPhysicalMemory(PhysicalMemory):
+    """Bitmap dumps: bit ``pfn`` set means the page is stored, pages in PFN order from ``first_page_offset``."""
+
+    def __init__(
+        self, buf, bitmap: bytes, page_count: int, first_page_offset: int, file_size: int | None = None
+    ):
+        super().__init__(buf, file_size)
+        bits = np.unpackbits(np.frombuffer(bitmap, dtype=np.uint8), bitorder="little")[:page_count]
+        self.pfns = np.flatnonzero(bits).astype(np.uint64)
+        self.page_count = page_count
+        self.first_page_offset = first_page_offset
+        self.expected_end = first_page_offset + len(self.pfns) * PAGE_SIZE
+
+    @property
+    def truncated(self) -> bool:
+        return self.expected_end > self._file_size
+
+    @property
+    def present_page_count(self) -> int:
+        return len(self.pfns)
+
+    def page_offset(self, pfn: int) -> int | None:
+        if pfn < 0 or pfn >= self.page_count:
+            return None
+        i = int(np.searchsorted(self.pfns, np.uint64(pfn)))
+        if i >= len(self.pfns) or int(self.pfns[i]) != pfn:
+            return None
+        off = self.first_page_offset + i * PAGE_SIZE
+        return off if off < self._file_size else None
+
+    def present_pfns(self):
+        return (int(p) for p in self.pfns)
+
+
+class BytesPhysicalMemory(PhysicalMemory):
+    """Physical memory from a dict ``{pfn: 4096 bytes}``: for tests and hand-built page tables."""
+
+    def __init__(self, pages: dict[int, bytes] | None = None):
+        self.pages: dict[int, bytearray] = {}
+        for pfn, data in (pages or {}).items():
+            self.pages[pfn] = bytearray(data.ljust(PAGE_SIZE, b"\0")[:PAGE_SIZE])
+        super().__init__(b"", 0)
+
+    def write(self, address: int, data: bytes) -> None:
+        for i, byte in enumerate(data):
+            pa = address + i
+            page = self.pages.setdefault(pa >> PAGE_SHIFT, bytearray(PAGE_SIZE))
+            page[pa & (PAGE_SIZE - 1)] = byte
+
+    def write_u64(self, address: int, value: int) -> None:
+        self.write(address, value.to_bytes(8, "little"))
+
+    def write_u32(self, address: int, value: int) -> None:
+        self.write(address, value.to_bytes(4, "little"))
+
+    def page_offset(self, pfn: int) -> int | None:  # not file-backed
+        return 0 if pfn in self.pages else None
+
+    def read_chunks(self, address: int, size: int):
+        cur, end = address, address + size
+        while cur < end:
+            n = min(PAGE_SIZE - (cur & (PAGE_SIZE - 1)), end - cur)
+            page = self.pages.get(cur >> PAGE_SHIFT)
+            if page is None:
+                yield cur, None, n
+            else:
+                o = cur & (PAGE_SIZE - 1)
+                yield cur, bytes(page[o : o + n]), n
+            cur += n

@@ -41,6 +41,7 @@ class XData:
 class Arm64Function:
     begin: int
     raw: int
+    index: int = 0
     packed: Packed | None = None
     xdata_rva: int | None = None
     _image: object = field(default=None, repr=False)
@@ -117,9 +118,9 @@ def parse_pdata(data: bytes, image) -> list[Arm64Function]:
         if not begin and not raw:
             continue
         if raw & 3 in (1, 2):
-            out.append(Arm64Function(begin, raw, packed=decode_packed(raw), _image=image))
+            out.append(Arm64Function(begin, raw, i, packed=decode_packed(raw), _image=image))
         elif raw & 3 == 0:
-            out.append(Arm64Function(begin, raw, xdata_rva=raw, _image=image))
+            out.append(Arm64Function(begin, raw, i, xdata_rva=raw, _image=image))
     return out
 
 

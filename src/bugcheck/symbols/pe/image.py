@@ -242,6 +242,16 @@ class PeImage:
                 self.absent.append(h)
         return data
 
+    def _read_table(self, rva: int, n: int) -> tuple[bytes, list[tuple[int, int]]]:
+        """Like read_tolerant, also returning the holes so entries straddling one are dropped."""
+        if not self.in_memory:
+            return self.reader.read(rva, n), []
+        data, holes = self.reader.read_padded(rva, n)
+        for h in holes:
+            if h not in self.absent:
+                self.absent.append(h)
+        return data, holes
+
     def _string(self, rva: int, limit: int = 512) -> str:
         try:
             data = self.read_tolerant(rva, limit)
@@ -425,10 +435,10 @@ class PeImage:
             return []
         size = min(size, MAX_PDATA_BYTES) // 12 * 12
         try:
-            data = self.read_tolerant(rva, size)
+            data, holes = self._read_table(rva, size)
         except BadFileError:
             raise self._bad("exception directory lies outside the image") from None
-        funcs = [f for f in parse_runtime_functions_all(data) if f.begin < f.end]
+        funcs = [f for f in parse_runtime_functions_all(data, holes, rva) if f.begin < f.end]
         funcs.sort(key=lambda f: f.begin)
         self._pdata_begins = [f.begin for f in funcs]
         return funcs
@@ -437,12 +447,12 @@ class PeImage:
         """The .pdata entry covering ``rva`` (x64 RuntimeFunction or arm64.Arm64Function), or None."""
         if self.machine == MACHINE_ARM64:
             funcs = self.arm64_functions
-            i = bisect.bisect_right(self._arm_begins, rva) - 1
+            i = bisect.bisect_right(getattr(self, "_arm_begins", []), rva) - 1
             if i >= 0 and funcs[i].contains(rva):
                 return funcs[i]
             return None
         funcs = self.runtime_functions
-        i = bisect.bisect_right(self._pdata_begins, rva) - 1
+        i = bisect.bisect_right(getattr(self, "_pdata_begins", []), rva) - 1
         if i >= 0 and funcs[i].contains(rva):
             return funcs[i]
         return None
@@ -475,8 +485,8 @@ class PeImage:
             self._arm_begins = []
             return []
         size = min(size, MAX_PDATA_BYTES) // 8 * 8
-        data = self.read_tolerant(rva, size)
-        funcs = arm64.parse_pdata(data, self)
+        data, holes = self._read_table(rva, size)
+        funcs = [f for f in arm64.parse_pdata(data, self) if not _in_holes(holes, rva + 8 * f.index, 8)]
         funcs.sort(key=lambda f: f.begin)
         self._arm_begins = [f.begin for f in funcs]
         return funcs
@@ -498,10 +508,16 @@ class PeImage:
         )
 
 
-def parse_runtime_functions_all(data: bytes) -> list[RuntimeFunction]:
-    """Every non-empty entry (memory images may have zero-filled holes in the middle)."""
+def _in_holes(holes, start: int, n: int) -> bool:
+    return any(h < start + n and start < h + hn for h, hn in holes)
+
+
+def parse_runtime_functions_all(data: bytes, holes=(), rva: int = 0) -> list[RuntimeFunction]:
+    """Every non-empty entry; entries touching an absent range (memory images) are left out."""
     out = []
     for i in range(len(data) // 12):
+        if holes and _in_holes(holes, rva + 12 * i, 12):
+            continue
         b, e, u = struct.unpack_from("<III", data, i * 12)
         if b or e or u:
             out.append(RuntimeFunction(b, e, u))

@@ -455,7 +455,14 @@ def disassemble_function(
             flow = ins.flow
             if flow in ("conditional_branch", "unconditional_branch") and ins.target is not None:
                 t = ins.target
-                if end is None or start <= t < end:
+                if end is None:
+                    # no known extent: stay near, and do not walk into another named function
+                    follow = abs(t - start) < 0x10000 and (
+                        t == start or not _is_label(symbolize(t) if symbolize else None)
+                    )
+                else:
+                    follow = start <= t < end
+                if follow:
                     labels.add(t)
                     work.append(t)
                 if flow == "conditional_branch":

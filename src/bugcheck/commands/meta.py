@@ -1,0 +1,123 @@
+"""Debugger housekeeping: ``?``, ``.formats``, ``.echo``, ``.cls``, ``.help``, logs, ``q``, ``version``."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+
+import bugcheck
+from bugcheck.commands import registry
+from bugcheck.commands.expr import evaluate_line, formats_table
+from bugcheck.commands.registry import Result, command
+from bugcheck.errors import CommandError
+
+
+def _help(session) -> Result:
+    specs = registry.all_commands()
+    width = max((len(s.name) for s in specs), default=8)
+    lines = []
+    for s in specs:
+        lines.append(f"{s.name:<{width}}  {s.summary}")
+    data = [{"name": s.name, "summary": s.summary, "aliases": list(s.aliases)} for s in specs]
+    return Result("\n".join(lines), data, "bugcheck.help/1")
+
+
+@command("?", "Evaluate a MASM expression (with no argument: list the commands)")
+def cmd_evaluate(session, args: str) -> Result:
+    if not args.strip():
+        return _help(session)
+    value = session.evaluate(args.strip())
+    text = evaluate_line(value, session.pointer_size)
+    return Result(text, {"expression": args.strip(), "value": value}, "bugcheck.evaluate/1")
+
+
+@command(".help", "List the commands with a one-line summary")
+def cmd_help(session, args: str) -> Result:
+    return _help(session)
+
+
+@command(".formats", "Show a value in hex, decimal, octal, binary, chars, time and float")
+def cmd_formats(session, args: str) -> Result:
+    if not args.strip():
+        raise CommandError("Usage: .formats expression")
+    value = session.evaluate(args.strip())
+    return Result(formats_table(value), {"value": value}, "bugcheck.formats/1")
+
+
+@command(".echo", "Print the rest of the line")
+def cmd_echo(session, args: str) -> Result:
+    text = args.strip()
+    if len(text) >= 2 and text[0] == text[-1] == '"':
+        text = text[1:-1]
+    return Result(text, {"text": text})
+
+
+@command(".cls", "Clear the screen")
+def cmd_cls(session, args: str) -> Result:
+    # an ANSI clear only when writing to a terminal; logs and pipes get nothing
+    clear = "\x1b[H\x1b[2J" if sys.stdout.isatty() else ""
+    return Result(clear, {"clear": True})
+
+
+def _open_log(session, args: str, mode: str) -> Result:
+    path = args.strip()
+    if path.startswith("/t ") or path.startswith("/u "):
+        path = path[3:].strip()
+    if len(path) >= 2 and path[0] == path[-1] == '"':
+        path = path[1:-1]
+    if not path:
+        path = "dbgeng.log"
+    session.close()
+    try:
+        session.log_file = open(path, mode, encoding="utf-8")  # noqa: SIM115 - lives until .logclose
+    except OSError as e:
+        raise CommandError(f"Unable to open log file '{path}', {e.strerror}") from e
+    session.log_path = path
+    return Result(f"Opened log file '{path}'", {"log": path, "append": mode == "a"})
+
+
+@command(".logopen", "Open a log file (overwrite)")
+def cmd_logopen(session, args: str) -> Result:
+    return _open_log(session, args, "w")
+
+
+@command(".logappend", "Open a log file (append)")
+def cmd_logappend(session, args: str) -> Result:
+    return _open_log(session, args, "a")
+
+
+@command(".logclose", "Close the log file")
+def cmd_logclose(session, args: str) -> Result:
+    if session.log_file is None:
+        return Result("No log file open", {"log": None})
+    path = session.log_path
+    session.close()
+    session.log_path = None
+    return Result(f"Closing open log file {path}", {"log": path})
+
+
+@command("q", "Quit", aliases=("qq", "qd"))
+def cmd_quit(session, args: str) -> Result:
+    session.quit_requested = True
+    return Result("quit:", {"quit": True})
+
+
+@command("version", "Show the debugger and target versions")
+def cmd_version(session, args: str) -> Result:
+    from bugcheck.commands.session import _BROKEN_MODULES
+    from bugcheck.commands.target import version_lines
+
+    lines = version_lines(session)
+    lines += [
+        "",
+        f"bugcheck version {bugcheck.__version__} (Python {platform.python_version()}, {sys.platform})",
+        f"command modules: {len(registry.all_commands())} commands",
+    ]
+    for name, why in sorted(_BROKEN_MODULES.items()):
+        lines.append(f"command module {name} failed to load: {why}")
+    if os.environ.get("_NT_SYMBOL_PATH"):
+        lines.append(f"_NT_SYMBOL_PATH={os.environ['_NT_SYMBOL_PATH']}")
+    return Result(
+        "\n".join(lines), {"version": bugcheck.__version__, "broken_modules": dict(_BROKEN_MODULES)}
+    )

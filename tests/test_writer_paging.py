@@ -230,3 +230,36 @@ def test_streaming_does_not_hold_the_ram(tmp_path):
 def test_bad_descriptions_are_refused(tmp_path, kw, kind, message):
     with pytest.raises(ValueError, match=message):
         write_dump(DumpDescription(**kw), tmp_path / "bad.dmp", kind)
+
+
+def test_x86_kd_data_chain_walked_independently(tmp_path):
+    """KDBG tag, sign-extended KiProcessorBlock, and each PRCB's context, read through the PAE walker."""
+    ctxs = [{"eip": 0x80001000 + i, "esp": 0x80002000 + 8 * i} for i in range(3)]
+    desc = DumpDescription(
+        machine="x86",
+        contexts=ctxs,
+        kd_debugger_data_block=0x80100200,
+        synthesize_kd_data=True,
+        mappings={0x80200000: b"x"},
+        ram_size=16 << 20,
+    )
+    path = tmp_path / "kd.dmp"
+    write_dump(desc, path, "full")
+    raw = path.read_bytes()
+    nruns = struct.unpack_from("<I", raw, 0x64)[0]
+    runs = [struct.unpack_from("<II", raw, 0x6C + i * 8) for i in range(nruns)]
+    mem = RunFile(path, runs, 0x1000)
+    dtb = struct.unpack_from("<I", raw, 0x10)[0]
+
+    def vread(va, n):
+        return mem.read(walk_pae(mem, dtb, va), n)
+
+    kdbg = 0x80100200
+    assert vread(kdbg + 0x10, 4) == b"KDBG"
+    kpb = struct.unpack("<Q", vread(kdbg + 0x218, 8))[0]
+    assert kpb >> 32 == 0xFFFFFFFF  # x86 pointers are stored sign-extended
+    ctx_off = struct.unpack("<H", vread(kdbg + 0x2BC, 2))[0]
+    for i, want in enumerate(ctxs):
+        prcb = struct.unpack("<I", vread((kpb & 0xFFFFFFFF) + 4 * i, 4))[0]
+        eip, _cs, _efl, esp = struct.unpack("<IIII", vread(prcb + ctx_off + 0xB8, 16))
+        assert (eip, esp) == (want["eip"], want["esp"])

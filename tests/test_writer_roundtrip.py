@@ -190,3 +190,38 @@ def test_truncated_dump_is_reported_not_crashed(tmp_path):
     assert d.warnings
     with pytest.raises(MemoryNotPresent):
         d.read_physical((layout.runs[-1][0] + layout.runs[-1][1] - 1) << 12, 8)
+
+
+@pytest.mark.parametrize(
+    "machine",
+    [
+        "x64",
+        pytest.param(
+            "x86",
+            marks=pytest.mark.xfail(
+                reason="x86 KDDEBUGGER_DATA64 pointers are sign-extended; the reader does not mask them yet",
+                strict=False,
+            ),
+        ),
+    ],
+)
+def test_every_processor_context_found_through_kd_data(tmp_path, machine):
+    """Only the crash context is in the header; the others come from KiProcessorBlock -> PRCB."""
+    if machine == "x64":
+        ctxs = [
+            {"rip": 0xFFFFF800_00001000 + i, "rsp": 0xFFFF8000_00002000 + 8 * i, "rax": i} for i in range(4)
+        ]
+        kw = {"kd_debugger_data_block": 0xFFFFF800_00100200, "mappings": {0xFFFFF800_00200000: b"kernel"}}
+    else:
+        ctxs = [{"eip": 0x80001000 + i, "esp": 0x80002000 + 8 * i, "eax": i} for i in range(3)]
+        kw = {"kd_debugger_data_block": 0x80100200, "mappings": {0x80200000: b"kernel"}}
+    desc = DumpDescription(machine=machine, contexts=ctxs, crash_processor=2, synthesize_kd_data=True, **kw)
+    path = tmp_path / "smp.dmp"
+    write_dump(desc, path, "full")
+    d = bugcheck.open(path)
+    got = d.contexts
+    assert len(got) == len(ctxs)
+    for want, ctx in zip(ctxs, got):
+        for name, value in want.items():
+            assert ctx.regs[name] == value
+    assert d.crash_processor == 2

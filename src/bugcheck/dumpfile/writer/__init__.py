@@ -11,8 +11,11 @@ into one of those formats.
 
 from __future__ import annotations
 
+import dataclasses
+
 from .description import DUMP_TYPES, PAGE, PAGING_MODES, DumpDescription
 from .headers import context_bytes
+from .kddata import kd_data_mappings
 from .layout import PhysicalLayout, build_layout
 from .repack import blocks_to_mappings, dump_from_blocks, repack
 from .stream import write_layout
@@ -40,6 +43,8 @@ def write_dump(desc: DumpDescription, path, kind: str = "full") -> PhysicalLayou
     """
     if isinstance(kind, int):
         kind = {v: k for k, v in DUMP_TYPES.items()}[kind]
+    if desc.synthesize_kd_data:
+        desc = dataclasses.replace(desc, mappings={**desc.mappings, **kd_data_mappings(desc)})
     layout = build_layout(desc)
     write_layout(desc, layout, path, kind)
     return layout

@@ -47,6 +47,10 @@ class DumpDescription:
     ps_loaded_module_list: int = 0
     ps_active_process_head: int = 0
     pfn_database: int = 0
+    kernel_base: int = 0
+    #: Also write a KDDEBUGGER_DATA64 block at ``kd_debugger_data_block`` with KiProcessorBlock
+    #: and one PRCB per processor holding its context, so every processor's registers are findable.
+    synthesize_kd_data: bool = False
     comment: str = ""
     mappings: dict[int, bytes] = field(default_factory=dict)
     physical_pages: dict[int, bytes] = field(default_factory=dict)

@@ -74,14 +74,18 @@ class RunPhysicalMemory(PhysicalMemory):
 
     def __init__(self, buf, runs, data_offset: int, file_size: int | None = None):
         super().__init__(buf, file_size)
-        self.runs = [(int(b), int(c)) for b, c in runs if c > 0]
-        self.runs.sort()
-        self._bases = [b for b, _ in self.runs]
-        self._offsets = []
+        # File offsets follow the header's run order; lookups use the runs sorted by base.
+        placed = []
         off = data_offset
-        for _, c in self.runs:
-            self._offsets.append(off)
-            off += c * PAGE_SIZE
+        for b, c in runs:
+            b, c = int(b), int(c)
+            if c > 0:
+                placed.append((b, c, off))
+                off += c * PAGE_SIZE
+        placed.sort()
+        self.runs = [(b, c) for b, c, _ in placed]
+        self._bases = [b for b, _, _ in placed]
+        self._offsets = [o for _, _, o in placed]
         self.expected_end = off
 
     @property

@@ -289,7 +289,7 @@ class PdbSymbols:
         self._build()
         by_name: dict[str, int] = {}
         by_lower: dict[str, int] = {}
-        for pos, i in enumerate(self._order):
+        for i in self._order:
             for nm in (self._names[i], self._raw[i]):
                 by_name.setdefault(nm, i)
                 by_lower.setdefault(nm.lower(), i)

@@ -75,9 +75,6 @@ def dump_from_blocks(blocks: Iterable, out_path: str | os.PathLike, kind: str = 
     machine = fields.get("machine", "x64")
     mask = (1 << 64) - 1 if machine == "x64" else (1 << 32) - 1
     mappings = blocks_to_mappings(blocks, mask)
-    if machine == "x64":
-        # Block addresses are canonical 64-bit values; keep them so.
-        mappings = {va: data for va, data in mappings.items()}
     desc = DumpDescription(mappings=mappings, **fields)
     if "ram_size" not in fields and "ram_runs" not in fields:
         need = (len(mappings) * 2 + 0x2000) * PAGE

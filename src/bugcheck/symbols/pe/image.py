@@ -204,10 +204,13 @@ class PeImage:
             self.sections.append(Section(name.rstrip(b"\0").decode("latin-1"), va, vsize, rptr, rsize, chars))
         if isinstance(self.reader, FileReader):
             self.reader.header_size = min(self.size_of_headers, self.reader.size)
+            # As the loader maps them: each section spans its size rounded up to SectionAlignment,
+            # zero-filled past its raw data.
+            align = self.section_alignment if 0 < self.section_alignment <= 1 << 16 else 0x1000
             self.reader.sections = [
                 (
                     s.virtual_address,
-                    s.virtual_size or s.raw_size,
+                    -(-(s.virtual_size or s.raw_size) // align) * align,
                     s.raw_pointer,
                     min(s.raw_size, s.virtual_size or s.raw_size),
                 )
@@ -453,8 +456,11 @@ class PeImage:
             return None
         funcs = self.runtime_functions
         i = bisect.bisect_right(getattr(self, "_pdata_begins", []), rva) - 1
-        if i >= 0 and funcs[i].contains(rva):
-            return funcs[i]
+        # Entries never overlap in linker output from MSVC; clang's chained fragments do nest
+        # inside their parent, so look a few entries back before giving up.
+        for j in range(i, max(i - 4, -1), -1):
+            if funcs[j].contains(rva):
+                return funcs[j]
         return None
 
     def unwind_info(self, func: RuntimeFunction | int, follow_chain: bool = True) -> UnwindInfo:

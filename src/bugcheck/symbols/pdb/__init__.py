@@ -23,7 +23,7 @@ from .msf import Msf
 from .symbols import PdbSymbols, PublicRecord
 from .tpi import TypeStream
 
-__all__ = ["PdbFile", "open_pdb", "PublicRecord", "SectionHeader", "FpoData", "FrameData"]
+__all__ = ["PdbFile", "open_pdb", "open_pdb_bytes", "PublicRecord", "SectionHeader", "FpoData", "FrameData"]
 
 _PARSE_ERRORS = (
     struct.error,
@@ -250,7 +250,17 @@ def _guarded(pdb: PdbFile, inner):
 
 def open_pdb(path: str | os.PathLike[str]) -> PdbFile:
     """Open a PDB (MSF 7.00). Raises BadFileError / UnsupportedFormatError."""
-    msf = Msf(path)
+    return _open(Msf(path), path)
+
+
+def open_pdb_bytes(data: bytes, path: str = "<memory>") -> PdbFile:
+    """A PDB held in memory (tests, or a PDB extracted from a cabinet)."""
+    msf = Msf(None, data=data)
+    msf.path = path
+    return _open(msf, path)
+
+
+def _open(msf: Msf, path) -> PdbFile:
     try:
         return PdbFile(msf)
     except BadFileError:

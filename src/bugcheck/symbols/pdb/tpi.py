@@ -201,8 +201,8 @@ class TypeStream:
             t = self._decode(ti)
         except BadFileError:
             raise
-        except KeyError:
-            raise
+        except KeyError as e:
+            raise self._bad(f"type record {ti:#x} refers to missing type {e}") from None
         except _ERRORS as e:
             raise self._bad(f"corrupt type record {ti:#x} ({type(e).__name__})") from None
         self._cache[ti] = t

@@ -153,7 +153,7 @@ def _scan_rvas(path: Path) -> tuple[int, int, int] | None:
     # Ambiguous or missing: ask the real parser.
     from bugcheck.symbols.isf import load_isf
 
-    t = load_isf(path)
+    t = load_isf(path, use_cache=False)
     vals = [t.symbol_by_name(s) for s in KEY_SYMBOLS]
     if any(v is None for v in vals):
         return None

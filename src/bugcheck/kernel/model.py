@@ -59,7 +59,7 @@ class Kernel:
                 except MemoryNotPresent:
                     pass
         triage = getattr(self.dump, "triage", None)
-        tri_prcb = getattr(triage, "prcb", None) if triage is not None else None
+        tri_prcb = getattr(triage, "prcb_address", None) if triage is not None else None
         if tri_prcb and tri_prcb not in prcbs:
             idx = self._prcb_number(tri_prcb)
             if idx is None:
@@ -86,10 +86,13 @@ class Kernel:
         if cp is not None:
             return cp
         triage = getattr(self.dump, "triage", None)
-        if triage is not None and getattr(triage, "prcb", None):
-            n = self._prcb_number(triage.prcb)
-            if n is not None:
-                return n
+        if triage is not None:
+            if getattr(triage, "processor_number", None) is not None:
+                return triage.processor_number
+            if getattr(triage, "prcb_address", None):
+                n = self._prcb_number(triage.prcb_address)
+                if n is not None:
+                    return n
         return 0
 
     # -- threads and processes -----------------------------------------------------------------
@@ -107,7 +110,7 @@ class Kernel:
         addr = p.current_thread if p is not None else None
         if not addr and idx == self.crash_processor:
             triage = getattr(self.dump, "triage", None)
-            addr = getattr(triage, "thread", None) if triage is not None else None
+            addr = getattr(triage, "thread_address", None) if triage is not None else None
         return self.thread(addr) if addr else None
 
     def current_process(self, processor: int | None = None) -> Process | None:
@@ -115,7 +118,7 @@ class Kernel:
         addr = t.process_address if t is not None else None
         if not addr and (processor is None or processor == self.crash_processor):
             triage = getattr(self.dump, "triage", None)
-            addr = getattr(triage, "process", None) if triage is not None else None
+            addr = getattr(triage, "process_address", None) if triage is not None else None
         return self.process(addr) if addr else None
 
     def processes(self) -> tuple[list[Process], str | None]:

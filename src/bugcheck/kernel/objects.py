@@ -213,7 +213,7 @@ class Process:
             "session_id": self.session_id,
             "token": self.token,
             "vad_root": self.f("VadRoot.Root") if self.view.has("VadRoot.Root") else self.f("VadRoot"),
-            "create_time": self.f("CreateTime"),
+            "create_time": self.f("CreateTime.QuadPart"),
         }
 
 

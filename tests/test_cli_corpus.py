@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+
 from corpus import all_dumps, corpus_file, corpus_root
 from corpus import dump as corpus_dump
 

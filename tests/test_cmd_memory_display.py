@@ -7,12 +7,12 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from corpus import dump as corpus_dump
 
 import bugcheck
 from bugcheck.commands.session import Session
 from bugcheck.dumpfile.context import Context
 from bugcheck.memory.sparse import Block, SparseMemory
+from corpus import dump as corpus_dump
 
 BASE = 0xFFFFF80062600000
 MZ = bytes.fromhex("4d5a90000300000004000000ffff0000") + b"This is a test string\0" + bytes(range(0x40, 0x80))

@@ -140,6 +140,12 @@ def test_values_at_an_address():
     ]
 
 
+def test_function_pointer_target_is_named():
+    names = {0xFFFFF80060DA5000: "myfault+0x5000"}
+    lines = dump_type(FOO, address=ADDR, read=reader(_image()), fields=["DriverInit"], symbolize=names.get)
+    assert lines[1] == "   +0x048 DriverInit       : 0xfffff800`60da5000     long  myfault+0x5000"
+
+
 def test_recursive_values_show_bitfields_in_binary():
     lines = dump_type(FOO, address=ADDR, read=reader(_image()), recurse=1, fields=["Flags"])
     assert lines[1:] == [

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from bugcheck.commands.disassembly import reader
+from bugcheck.commands.disassembly import reader, symbolizer
 from bugcheck.commands.registry import Result, command
 from bugcheck.errors import BugcheckError, CommandError
 from bugcheck.render import typedump
@@ -117,6 +117,7 @@ def dt_command(session, args: str) -> Result:
         verbose=verbose,
         pointer_size=pointer_size,
         fields=fields,
+        symbolize=symbolizer(session),
     )
     data = {"type": f"{module}!{t.name}", "address": address, "size": t.size}
     return Result("\n".join(lines), data, "bugcheck.dt/1")

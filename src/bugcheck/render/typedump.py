@@ -111,6 +111,8 @@ class _Mem:
     data: bytes
     read: ReadFn | None
     failed_at: int | None = None
+    #: names function-pointer targets (``nt!IopInvalidDeviceRequest``); None leaves them bare
+    symbolize: Callable[[int], str | None] | None = None
 
     def get(self, offset: int, size: int) -> bytes | None:
         if 0 <= offset and offset + size <= len(self.data):
@@ -179,7 +181,13 @@ def _value_text(t: Type, mem: _Mem, offset: int, pointer_size: int, depth: int =
         if raw is None:
             return "????"
         v = int.from_bytes(raw, "little")
-        return f"0x{hex_addr(v, pointer_size)} {target}"
+        text = f"0x{hex_addr(v, pointer_size)} {target}"
+        pointee = _resolve(t.target)
+        if pointee is not None and pointee.kind == Kind.FUNCTION and v and mem.symbolize is not None:
+            name = mem.symbolize(v)
+            if name:
+                text += f"  {name}"
+        return text
     if k == Kind.BASE:
         raw = mem.get(offset, t.size)
         return "??" if raw is None else base_value(t, raw, pointer_size)
@@ -328,6 +336,7 @@ def dump_type(
     verbose: bool = False,
     pointer_size: int = 8,
     fields: tuple[str, ...] | list[str] = (),
+    symbolize: Callable[[int], str | None] | None = None,
 ) -> list[str]:
     """``dt [-r[N]] [-v] [module!]Type [address] [Field[.Sub]...]`` as kd prints it."""
     opts = DtOptions(recurse, verbose, pointer_size, tuple(fields))
@@ -342,7 +351,7 @@ def dump_type(
             data = b""
         else:
             data = _safe_read(read, address, min(max(t.size, 1), MAX_READ))
-        mem = _Mem(address, data, read)
+        mem = _Mem(address, data, read, symbolize=symbolize)
     if t.kind not in (Kind.STRUCT, Kind.UNION, Kind.CLASS):
         if t.kind == Kind.ENUM and mem is None:
             for v, n in sorted(t.enumerators.items()):

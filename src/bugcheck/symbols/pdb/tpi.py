@@ -241,11 +241,18 @@ class TypeStream:
                 return Type(kind, udt.name, 0, incomplete=True)
             if udt.kind == "enum":
                 enumerators: dict[int, str] = {}
-                for f in self._fields(udt.fields):
-                    if f.kind == "enumerate":
-                        enumerators.setdefault(f.value, f.name)
                 under = self.ref(udt.underlying)
                 size = self._size_of(udt.underlying)
+                base = under.resolve() if isinstance(under, TypeRef) else under
+                # values are stored with whatever numeric leaf fits (clang writes -1 as LF_ULONG):
+                # read them in the underlying type's width and signedness
+                bits = 8 * size if 0 < size <= 8 else 64
+                for f in self._fields(udt.fields):
+                    if f.kind == "enumerate":
+                        v = f.value & ((1 << bits) - 1)
+                        if base.signed and v >> (bits - 1):
+                            v -= 1 << bits
+                        enumerators.setdefault(v, f.name)
                 return Type(Kind.ENUM, udt.name, size, target=under, enumerators=enumerators)
             members = []
             for f in self._fields(udt.fields):

@@ -214,3 +214,18 @@ def test_truncated_xz_raises_bad_file(table_path, tmp_path):
     p.write_bytes(data[: len(data) // 3])
     with pytest.raises(BadFileError):
         load_isf(p, use_cache=False)
+
+
+def test_damaged_cache_is_rebuilt(table_path, tmp_path):
+    load_isf(table_path, cache_dir=tmp_path)
+    (cached,) = list(tmp_path.iterdir())
+    cached.write_bytes(b"\x00garbage")
+    t = load_isf(table_path, cache_dir=tmp_path)
+    assert t.find_type("_KTHREAD").size == 0x430
+    import marshal
+
+    doc = marshal.loads(cached.read_bytes())
+    doc["order"] = [10**9]
+    cached.write_bytes(marshal.dumps(doc))
+    t = load_isf(table_path, cache_dir=tmp_path)
+    assert t.symbol_at(t.symbol_by_name("KeBugCheckEx").rva).name == "KeBugCheckEx"

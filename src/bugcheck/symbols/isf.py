@@ -28,7 +28,7 @@ from bugcheck.errors import BadFileError
 from bugcheck.symbols.types import Kind, Member, Symbol, Type, TypeRef
 
 #: Bump when the cached form changes.
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3
 #: Decompressed JSON larger than this is refused (the biggest kernel tables are ~10 MB).
 MAX_JSON_BYTES = 512 << 20
 #: Descriptor nesting deeper than this is refused (real tables nest < 10).
@@ -125,11 +125,20 @@ def _compact(path: Path, doc: object) -> dict:
     meta = doc.get("metadata", {})
     if not isinstance(meta, dict):
         meta = {}
+    # Address order for symbol_at, computed once here so cached loads skip the sort.
+    # Compiler-made labels ($$N) and import thunks are not what WinDbg names an address by.
+    order = [
+        i
+        for i, n in enumerate(names)
+        if not n.startswith("$$") and not n.startswith("__imp_") and "NULL_THUNK_DATA" not in n
+    ]
+    order.sort(key=lambda i: (addrs[i], names[i].startswith("_"), names[i]))
     return {
         "format": CACHE_FORMAT,
         "metadata": meta,
         "names": names,
         "addrs": addrs,
+        "order": order,
         "user_types": {n: marshal.dumps(v) for n, v in doc.get("user_types", {}).items()},
         "enums": {n: marshal.dumps(v) for n, v in enums.items()},
         "base_types": doc.get("base_types", {}),
@@ -149,13 +158,26 @@ def _cache_path(path: Path, cache_dir: Path | None) -> Path | None:
     return cache_dir / (hashlib.sha256(key.encode()).hexdigest()[:32] + ".marshal")
 
 
+def _cache_sane(data: dict) -> bool:
+    """Cheap checks that a cache file is one we wrote (a damaged one is rebuilt, never trusted)."""
+    try:
+        names, addrs, order = data["names"], data["addrs"], data["order"]
+        ok = isinstance(names, list) and isinstance(addrs, list) and len(names) == len(addrs)
+        ok = ok and isinstance(order, list) and (not order or (min(order) >= 0 and max(order) < len(names)))
+        return ok and all(
+            isinstance(data[k], dict) for k in ("metadata", "user_types", "enums", "base_types")
+        )
+    except (KeyError, TypeError, ValueError):
+        return False
+
+
 def _load_compact(path: Path, cache_dir: Path | None, use_cache: bool) -> dict:
     cp = _cache_path(path, cache_dir) if use_cache else None
     if cp is not None:
         try:
             with open(cp, "rb") as f:
                 data = marshal.load(f)
-            if isinstance(data, dict) and data.get("format") == CACHE_FORMAT:
+            if isinstance(data, dict) and data.get("format") == CACHE_FORMAT and _cache_sane(data):
                 return data
         except (OSError, EOFError, ValueError, TypeError):
             pass  # a missing or damaged cache is rebuilt
@@ -188,6 +210,7 @@ class ISFTable:
         self.metadata: dict = data["metadata"]
         self._names: list[str] = data["names"]
         self._addrs: list[int] = data["addrs"]
+        self._order: list[int] = data["order"]
         self._ut_raw: dict[str, bytes] = data["user_types"]
         self._enum_raw: dict[str, bytes] = data["enums"]
         self._base_raw: dict = data["base_types"]
@@ -236,14 +259,7 @@ class ISFTable:
 
     def _address_index(self) -> tuple[list[int], list[int]]:
         if self._sorted is None:
-            # Compiler-made labels ($$N) and import thunks are not what WinDbg names an address by.
-            idx = [
-                i
-                for i, n in enumerate(self._names)
-                if not n.startswith("$$") and not n.startswith("__imp_") and "NULL_THUNK_DATA" not in n
-            ]
-            idx.sort(key=lambda i: (self._addrs[i], self._names[i].startswith("_"), self._names[i]))
-            self._sorted = ([self._addrs[i] for i in idx], idx)
+            self._sorted = ([self._addrs[i] for i in self._order], self._order)
         return self._sorted
 
     def symbol_at(self, rva: int) -> Symbol | None:

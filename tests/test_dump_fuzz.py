@@ -100,7 +100,7 @@ _MACHINES = st.sampled_from([0x8664, 0x14C, 0xAA64, 0x1234])
     dump_type=_DUMP_TYPES,
     machine=_MACHINES,
     body=st.binary(min_size=0, max_size=0x3000),
-    sub=st.sampled_from([b"SDMPDUMP", b"FDMPDUMP", b"PAGEPAGE", b"TRGDDump"]),
+    sub=st.sampled_from([b"SDMPDUMP", b"FDMPDUMP", b"PAGEPAGE", b"TRGDDump", b"@\0\0\0RDMPDUMP"]),
     nums=st.lists(st.integers(min_value=0, max_value=(1 << 64) - 1), min_size=8, max_size=8),
 )
 def test_synthetic_headers(wide, dump_type, machine, body, sub, nums):
@@ -122,7 +122,10 @@ def test_synthetic_headers(wide, dump_type, machine, body, sub, nums):
         hdr[0x5C] = nums[5] & 1
     tail = bytearray(sub + body)
     # plausible-looking bitmap header fields so the bitmap path is reached
-    if len(tail) >= 0x38:
+    if sub.startswith(b"@") and len(tail) >= 0x20:
+        # RDMP: MetadataSize, FirstPageOffset
+        struct.pack_into("<QQ", tail, 0x10, (nums[6] & 0xFFFF) * 16, nums[7] & 0xFFFFF000)
+    elif len(tail) >= 0x38:
         struct.pack_into("<QQQ", tail, 0x20, nums[6] & 0xFFFFF000, nums[7] & 0xFFFF, nums[7] >> 48)
     _exercise(bytes(hdr) + bytes(tail))
 

@@ -84,7 +84,7 @@ class DumpFile:
         self.physical: PhysicalMemory | None = None
         self.paging: Paging | None = None
         self.virtual: AddressSpace = NoMemory()
-        self.crash_processor: int | None = None
+        self._crash_processor: int | None = None
         self._kd_from_triage: dict | None = None
 
     # Identity -----------------------------------------------------------------
@@ -159,34 +159,74 @@ class DumpFile:
     def contexts(self) -> list[Context]:
         """One context per processor when the dump lets us find them; else the crash context alone.
 
-        For full/bitmap dumps each processor's context is read from its PRCB
-        (KiProcessorBlock[i] + OffsetPrcbProcStateContext); the crash context
-        replaces the crashing processor's entry.
+        Full/bitmap dumps: processor ``i``'s context is read from its PRCB
+        (``KiProcessorBlock[i]``), at ``OffsetPrcbProcStateContext`` or through
+        the ``OffsetPrcbContext`` pointer. The stored crash context replaces the
+        crashing processor's entry (found by matching pc and sp). Triage dumps
+        hold one processor.
         """
         crash = self.crash_context
         kd = self.kd_debugger_data
         if self.triage is not None or not kd or self.machine not in ("x64", "x86"):
             return [crash]
         kpb = kd.get("KiProcessorBlock")
-        ctx_off = kd.get("OffsetPrcbProcStateContext")
-        if not kpb or ctx_off is None:
+        if not kpb:
             return [crash]
         out: list[Context] = []
-        size = Context.size_for(self.machine)
+        found = 0
         n = min(self.header.number_processors, 2048)
         for i in range(n):
+            ctx = None
             try:
                 prcb = self.virtual.pointer(kpb + i * self.pointer_size, self.pointer_size)
-                raw = self.virtual.read(prcb + ctx_off, size)
+                ctx = self._prcb_context(prcb, kd)
             except BugcheckError:
-                return [crash]
-            out.append(Context.parse(self.machine, raw))
+                ctx = None
+            if ctx is None:
+                ctx = Context(self.machine)
+            else:
+                found += 1
+            out.append(ctx)
+        if not found:
+            return [crash]
         for i, c in enumerate(out):
             if c.pc == crash.pc and c.sp == crash.sp:
-                self.crash_processor = i
+                self._crash_processor = i
                 out[i] = crash
                 break
+        else:
+            self._crash_processor = None
         return out
+
+    def _prcb_context(self, prcb: int, kd: dict) -> Context | None:
+        size = Context.size_for(self.machine)
+        places = []
+        if kd.get("OffsetPrcbProcStateContext") is not None:
+            places.append(prcb + kd["OffsetPrcbProcStateContext"])
+        if kd.get("OffsetPrcbContext"):
+            try:
+                places.append(self.virtual.pointer(prcb + kd["OffsetPrcbContext"], self.pointer_size))
+            except BugcheckError:
+                pass
+        for va in places:
+            raw, holes = self.virtual.read_padded(va, size)
+            if holes:
+                continue
+            ctx = Context.parse(self.machine, raw)
+            if ctx.pc:
+                return ctx
+        return None
+
+    @property
+    def crash_processor(self) -> int | None:
+        """Index of the processor that called KeBugCheckEx, when the dump tells."""
+        if self.triage is None and self._crash_processor is None and "contexts" not in self.__dict__:
+            _ = self.contexts
+        return self._crash_processor
+
+    @crash_processor.setter
+    def crash_processor(self, value: int | None) -> None:
+        self._crash_processor = value
 
     # Debugger data --------------------------------------------------------------
     @cached_property
@@ -301,9 +341,13 @@ def _open(path: Path, f, buf) -> DumpFile:
     elif dt == 2:
         d = DumpFile(path, buf, f, header, DumpKind.SUMMARY)
         _setup_summary(d)
-    elif dt in (5, 6, 8, 9, 10):
+    elif dt in (5, 6):
         d = DumpFile(path, buf, f, header, DumpKind.KERNEL_BITMAP)
         _setup_bitmap(d)
+    elif dt in (8, 9, 10):
+        kind = {8: DumpKind.KERNEL_MEMORY, 9: DumpKind.KERNEL_AND_USER, 10: DumpKind.COMPLETE_MEMORY}[dt]
+        d = DumpFile(path, buf, f, header, kind)
+        _setup_rdmp(d)
     else:
         name = _DUMP_TYPE_NAMES.get(dt, "unknown")
         raise UnsupportedFormatError(path, f"unsupported dump type {dt} ({name})")
@@ -356,18 +400,56 @@ def _setup_bitmap(d: DumpFile) -> None:
     if sig not in (b"SDMP", b"FDMP") or valid != b"DUMP":
         raise BadFileError(d.path, f"bitmap dump header has a bad signature {sig + valid!r}")
     first_page, _present, pages = struct.unpack_from("<QQQ", d._buf, base + 0x20)
-    dt = h.dump_type
-    if dt == 8:
-        d.kind = DumpKind.KERNEL_MEMORY
-    elif dt == 9:
-        d.kind = DumpKind.KERNEL_AND_USER
-    elif dt == 10:
-        d.kind = DumpKind.COMPLETE_MEMORY
-    elif sig == b"FDMP":
+    if sig == b"FDMP":
         d.kind = DumpKind.COMPLETE_BITMAP
     else:
         d.kind = DumpKind.KERNEL_BITMAP
     _bitmap_memory(d, base + 0x38, pages, first_page)
+
+
+# The newer dump types (8: .dump /k, 9: /ka, 10: /f) follow the dump header with an
+# 'RDMP' header (Marker 0x40, 'RDMP', 'DUMP', MetadataSize, FirstPageOffset) and a
+# list of (first PFN, page count) ranges from +0x30, ended by a zero PFN; the
+# pages of the ranges follow one another from FirstPageOffset.
+_RDMP_RANGES_AT = 0x30
+MAX_RDMP_RANGES = 1 << 20
+
+
+def _setup_rdmp(d: DumpFile) -> None:
+    h = d.header
+    base = h.header_size
+    if not h.is_64bit:
+        raise UnsupportedFormatError(d.path, f"32-bit dump of type {h.dump_type} is not supported")
+    if d.file_size < base + _RDMP_RANGES_AT:
+        raise BadFileError(d.path, "truncated RDMP dump header")
+    marker, sig, valid, _unused, meta_size, first_page = struct.unpack_from("<I4s4sIQQ", d._buf, base)
+    if marker != 0x40 or sig != b"RDMP" or valid != b"DUMP":
+        raise BadFileError(d.path, f"dump type {h.dump_type} without a valid RDMP header")
+    if first_page % PAGE_SIZE or first_page < base + _RDMP_RANGES_AT or meta_size % 16:
+        raise BadFileError(d.path, f"RDMP header has implausible offsets ({first_page:#x}, {meta_size:#x})")
+    count = min(meta_size // 16, MAX_RDMP_RANGES)
+    if h.dump_type == 10:
+        # the complete-memory variant also states its range count (NumberOfRanges at +0x20)
+        nranges = struct.unpack_from("<I", d._buf, base + 0x20)[0]
+        if nranges:
+            count = min(count, nranges)
+    start = base + _RDMP_RANGES_AT
+    end = min(start + 16 * count, first_page, d.file_size)
+    n = max(0, (end - start) // 16)
+    arr = np.frombuffer(d._buf, dtype="<u8", count=2 * n, offset=start).reshape(-1, 2) if n else None
+    runs = []
+    if arr is not None:
+        zero = np.flatnonzero(arr[:, 0] == 0)
+        if len(zero):
+            arr = arr[: zero[0]]
+        runs = [(int(a), int(c)) for a, c in arr]
+    if not runs:
+        raise BadFileError(d.path, "RDMP dump lists no memory ranges")
+    phys = RunPhysicalMemory(d._buf, runs, first_page)
+    d.physical = phys
+    if phys.truncated:
+        d.warnings.append(TRUNCATED_WARNING)
+    _setup_paging(d)
 
 
 def _bitmap_memory(d: DumpFile, bits_at: int, pages: int, first_page: int) -> None:

@@ -185,8 +185,12 @@ class X86PaePaging(Paging):
         return va < 1 << 32
 
     def walk(self, va: int) -> PageWalk:
-        # PDPTEs have no R/W, U/S or PS bits: a set bit 7 there is reserved, not a large page.
-        return super().walk(va & 0xFFFF_FFFF) if va < 1 << 32 else PageWalk(va, reason="address above 4 GB")
+        # Debuggers hand 32-bit addresses around sign-extended to 64 bits: only the low 32 count.
+        # (PDPTEs have no PS bit, so no large page is taken at that level.)
+        return super().walk(va & 0xFFFF_FFFF)
+
+    def page_translation(self, va: int):
+        return super().page_translation(va & 0xFFFF_FFFF)
 
 
 class X86Paging(Paging):
@@ -203,6 +207,12 @@ class X86Paging(Paging):
 
     def _canonical(self, va: int) -> bool:
         return va < 1 << 32
+
+    def walk(self, va: int) -> PageWalk:
+        return super().walk(va & 0xFFFF_FFFF)
+
+    def page_translation(self, va: int):
+        return super().page_translation(va & 0xFFFF_FFFF)
 
 
 class VirtualMemory(AddressSpace):

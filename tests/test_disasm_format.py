@@ -203,3 +203,16 @@ def test_real_driver_functions_decode_to_their_pdata_ends():
     lines = disasm.render(disasm.disassemble(mem(code, first.begin), first.begin, 2, "x64", None), None)
     assert lines[0] == "00000000`00001008 48ba0000000000400000 mov     rdx,400000000000h"
     assert lines[1] == "00000000`00001012 4885155f200100  test    qword ptr [00000000`00013078],rdx"
+
+
+def test_x86_absolute_operands():
+    names = {0x80553000: "nt!KeTickCount"}.get
+
+    def x86(code):
+        return disasm.decode_one(bytes.fromhex(code), 0x80500000, 32, names).text(4)
+
+    assert x86("a100305580") == "80500000 a100305580      mov     eax,dword ptr [nt!KeTickCount (80553000)]"
+    assert x86("ff1500305580").endswith("call    dword ptr [nt!KeTickCount (80553000)]")
+    assert x86("64a124010000").endswith("mov     eax,dword ptr fs:[00000124h]")
+    assert x86("8b0d24f1dfff").endswith("mov     ecx,dword ptr ds:[FFDFF124h]")
+    assert x86("e8fbffffff").endswith("call    80500000")

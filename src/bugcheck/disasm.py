@@ -37,6 +37,8 @@ MAX_INSN = 15
 #: hard caps so a hostile or huge request cannot loop for long
 MAX_COUNT = 100_000
 MAX_UF_INSNS = 20_000
+#: candidate start points ``ub`` tries before settling for the best so far
+MAX_UB_TRIES = 64
 
 
 def hex_addr(value: int, pointer_size: int = 8) -> str:
@@ -265,6 +267,9 @@ def decode_one(
             if not ins.is_ip_rel_memory_operand:
                 operands = operands.replace("ds:[", "[", 1)
             operands = _HEX_IN_BRACKETS.sub(lambda _m: f"[{inner}]", operands, count=1)
+        else:
+            # 32-bit kd writes a bare displacement with all eight digits: fs:[00000124h]
+            operands = _HEX_IN_BRACKETS.sub(lambda _m: f"[{absolute & 0xFFFFFFFF:08X}h]", operands, count=1)
     effective = ""
     if regs is not None and read is not None:
         effective = _effective(ins, regs, read, bitness, mnemonic)
@@ -381,9 +386,13 @@ def disassemble_back(
         tail = _fetch_tail(read, base, address)
         data, have_from = tail
     best: list[Insn] | None = None
+    tries = 0
     for s in starts:
         if s < have_from:
             continue
+        tries += 1
+        if tries > MAX_UB_TRIES:
+            break
         seq = _linear(data[s - have_from :], s, address, bitness, symbolize)
         if seq is not None and len(seq) >= count:
             best = seq

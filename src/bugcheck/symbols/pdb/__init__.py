@@ -193,7 +193,7 @@ class PdbFile:
 
     @cached_property
     def symbols(self) -> PdbSymbols:
-        return _guarded(self, PdbSymbols(self))
+        return PdbSymbols(self)
 
     @cached_property
     def fpo(self) -> list[FpoData]:
@@ -216,36 +216,6 @@ class PdbFile:
             if f.rva <= rva < f.rva + f.code_size:
                 return f
         return None
-
-
-class _Guard:
-    """Turns any parse error escaping a lazy accessor into BadFileError."""
-
-    def __init__(self, pdb: PdbFile, inner):
-        self._pdb = pdb
-        self._inner = inner
-
-    def __getattr__(self, name):
-        attr = getattr(self._inner, name)
-        if not callable(attr):
-            return attr
-
-        def call(*a, **kw):
-            try:
-                return attr(*a, **kw)
-            except BadFileError:
-                raise
-            except _PARSE_ERRORS as e:
-                raise BadFileError(self._pdb.path, f"corrupt symbol data ({type(e).__name__})") from None
-
-        return call
-
-    def __len__(self) -> int:
-        return self.__getattr__("__len__")()
-
-
-def _guarded(pdb: PdbFile, inner):
-    return _Guard(pdb, inner)
 
 
 def open_pdb(path: str | os.PathLike[str]) -> PdbFile:

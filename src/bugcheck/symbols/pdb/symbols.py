@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bugcheck.errors import BadFileError
 from bugcheck.symbols.types import Symbol
 
 S_PUB32 = 0x110E
@@ -135,6 +136,14 @@ class PdbSymbols:
     def _build(self) -> None:
         if self._built:
             return
+        try:
+            self._build_all()
+        except BadFileError:
+            raise
+        except (struct.error, IndexError, ValueError, KeyError, OverflowError) as e:
+            raise BadFileError(self._pdb.path, f"corrupt symbol records ({type(e).__name__})") from None
+
+    def _build_all(self) -> None:
         pdb = self._pdb
         symrec = pdb.symrec
         n = len(symrec)
@@ -253,35 +262,33 @@ class PdbSymbols:
         self._names = names
         self._raw = raw
         self._order = order.tolist()
-        self._rvas = rvas[order].tolist() if len(rvas) else []
-        self._sizes = sizes
-        self._funcs = funcs
-        self._ranks = ranks
+        self._sizes = [int(x) for x in sizes]
+        self._funcs = [bool(x) for x in funcs]
+        self._rva_of_index = [int(x) for x in rvas]
+        # lookup arrays: one entry per distinct RVA, the preferred record for it
+        srt = rvas[order] if len(rvas) else rvas
+        first = np.ones(len(srt), bool)
+        if len(srt) > 1:
+            first[1:] = srt[1:] != srt[:-1]
+        self._lk_rvas = srt[first].tolist()
+        self._lk_syms: list[Symbol | None] = [None] * len(self._lk_rvas)
+        self._lk_index = order[first].tolist()
         self._built = True
 
     # --- SymbolSource -----------------------------------------------------------
     def _symbol(self, i: int) -> Symbol:
-        return Symbol(self._names[i], int(self._rvas_by_index(i)), int(self._sizes[i]), bool(self._funcs[i]))
-
-    def _rvas_by_index(self, i: int) -> int:
-        if not hasattr(self, "_rva_of_index"):
-            arr = [0] * len(self._order)
-            for pos, idx in enumerate(self._order):
-                arr[idx] = self._rvas[pos]
-            self._rva_of_index = arr
-        return self._rva_of_index[i]
+        return Symbol(self._names[i], self._rva_of_index[i], self._sizes[i], self._funcs[i])
 
     def symbol_at(self, rva: int) -> Symbol | None:
-        self._build()
-        rvas = self._rvas
-        pos = bisect.bisect_right(rvas, rva) - 1
+        if not self._built:
+            self._build()
+        pos = bisect.bisect_right(self._lk_rvas, rva) - 1
         if pos < 0:
             return None
-        # the first (preferred) record at that RVA
-        r = rvas[pos]
-        first = bisect.bisect_left(rvas, r, 0, pos + 1)
-        i = self._order[first]
-        return Symbol(self._names[i], r, int(self._sizes[i]), bool(self._funcs[i]))
+        sym = self._lk_syms[pos]
+        if sym is None:
+            sym = self._lk_syms[pos] = self._symbol(self._lk_index[pos])
+        return sym
 
     def _index(self) -> None:
         if self._by_name is not None:
@@ -324,4 +331,4 @@ class PdbSymbols:
 
     def __len__(self) -> int:
         self._build()
-        return len(self._rvas)
+        return len(self._order)

@@ -39,6 +39,8 @@ MAX_COUNT = 100_000
 MAX_UF_INSNS = 20_000
 #: candidate start points ``ub`` tries before settling for the best so far
 MAX_UB_TRIES = 64
+#: and roughly how many instructions it may decode doing so
+MAX_UB_WORK = 32_768
 
 
 def hex_addr(value: int, pointer_size: int = 8) -> str:
@@ -386,19 +388,25 @@ def disassemble_back(
         tail = _fetch_tail(read, base, address)
         data, have_from = tail
     best: list[Insn] | None = None
+    best_key = None
     tries = 0
     for s in starts:
         if s < have_from:
             continue
         tries += 1
-        if tries > MAX_UB_TRIES:
+        if tries > max(2, min(MAX_UB_TRIES, MAX_UB_WORK // count)):
             break
-        seq = _linear(data[s - have_from :], s, address, bitness, symbolize)
-        if seq is not None and len(seq) >= count:
+        got = _linear(data[s - have_from :], s, address, bitness, symbolize)
+        if got is None:
+            continue
+        seq, invalid = got
+        if invalid == 0 and len(seq) >= count:
             best = seq
             break
-        if seq is not None and (best is None or len(seq) > len(best)):
-            best = seq
+        # otherwise prefer clean decodes, then the longest run
+        key = (invalid > 0, -min(len(seq), count), invalid)
+        if best_key is None or key < best_key:
+            best, best_key = seq, key
     if not best:
         return []
     return best[-count:]
@@ -420,17 +428,20 @@ def _fetch_tail(read: ReadFn, lo: int, hi: int) -> tuple[bytes, int]:
 
 def _linear(
     code: bytes, start: int, stop: int, bitness: int, symbolize: SymbolizeFn | None
-) -> list[Insn] | None:
+) -> tuple[list[Insn], int] | None:
+    """Instructions from ``start`` that end exactly at ``stop`` (and how many were invalid), else None."""
     out = []
+    invalid = 0
     a = start
     while a < stop:
         off = a - start
         ins = decode_one(code[off : off + MAX_INSN], a, bitness, symbolize)
-        if ins.mnemonic == "???":
+        if not ins.present:
             return None
+        invalid += ins.mnemonic == "???"
         out.append(ins)
         a += ins.size
-    return out if a == stop else None
+    return (out, invalid) if a == stop else None
 
 
 def disassemble_function(

@@ -108,37 +108,48 @@ class RunPhysicalMemory(PhysicalMemory):
 
 
 class BitmapPhysicalMemory(PhysicalMemory):
-    """Bitmap dumps: bit ``pfn`` set means the page is stored, pages in PFN order from ``first_page_offset``."""
+    """Bitmap dumps: bit ``pfn`` set means the page is stored, pages in PFN order from ``first_page_offset``.
 
-    def __init__(
-        self, buf, bitmap: bytes, page_count: int, first_page_offset: int, file_size: int | None = None
-    ):
+    A page's file slot is its rank among set bits: the bitmap is viewed as
+    64-bit words and one numpy pass builds the running popcount before each
+    word, so a lookup is one word test plus one ``bit_count``.
+    """
+
+    def __init__(self, buf, bitmap, page_count: int, first_page_offset: int, file_size: int | None = None):
         super().__init__(buf, file_size)
-        bits = np.unpackbits(np.frombuffer(bitmap, dtype=np.uint8), bitorder="little")[:page_count]
-        self.pfns = np.flatnonzero(bits).astype(np.uint64)
+        nbytes = (page_count + 7) // 8
+        raw = np.frombuffer(bitmap, dtype=np.uint8, count=min(nbytes, len(bitmap)))
+        padded = np.zeros((nbytes + 7) // 8 * 8, dtype=np.uint8)
+        padded[: len(raw)] = raw
+        if page_count % 8 and nbytes:
+            padded[nbytes - 1] &= (1 << (page_count % 8)) - 1  # bits past the last page do not count
+        self._words = padded.view("<u8")
+        counts = np.bitwise_count(self._words).astype(np.uint64)
+        self._before = np.zeros(len(self._words) + 1, dtype=np.uint64)
+        np.cumsum(counts, out=self._before[1:])
         self.page_count = page_count
         self.first_page_offset = first_page_offset
-        self.expected_end = first_page_offset + len(self.pfns) * PAGE_SIZE
+        self.present_page_count = int(self._before[-1])
+        self.expected_end = first_page_offset + self.present_page_count * PAGE_SIZE
 
     @property
     def truncated(self) -> bool:
         return self.expected_end > self._file_size
 
-    @property
-    def present_page_count(self) -> int:
-        return len(self.pfns)
-
     def page_offset(self, pfn: int) -> int | None:
         if pfn < 0 or pfn >= self.page_count:
             return None
-        i = int(np.searchsorted(self.pfns, np.uint64(pfn)))
-        if i >= len(self.pfns) or int(self.pfns[i]) != pfn:
+        w, bit = divmod(pfn, 64)
+        word = int(self._words[w])
+        if not (word >> bit) & 1:
             return None
-        off = self.first_page_offset + i * PAGE_SIZE
+        rank = int(self._before[w]) + (word & ((1 << bit) - 1)).bit_count()
+        off = self.first_page_offset + rank * PAGE_SIZE
         return off if off < self._file_size else None
 
     def present_pfns(self):
-        return (int(p) for p in self.pfns)
+        bits = np.unpackbits(self._words.view(np.uint8), bitorder="little")
+        return (int(p) for p in np.flatnonzero(bits[: self.page_count]))
 
 
 class BytesPhysicalMemory(PhysicalMemory):

@@ -343,3 +343,69 @@ def test_two_processes_share_one_cache(tmp_path, symstore, overlay):
         assert results[0] == results[1] != "None"
         assert srv.hits[slow] == 1
         assert _sha(Path(results[0])) == _sha(symstore / "Wdf01000.sys" / "a9a9d36ed1000" / "Wdf01000.sys")
+
+
+class _Flaky:
+    """A server whose answers per request are scripted: ("500",), ("short", data), ("ok", data)."""
+
+    def __init__(self, script: list[tuple]):
+        self.script = list(script)
+        self.seen = 0
+        outer = self
+
+        class H(BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                outer.seen += 1
+                step = outer.script.pop(0) if outer.script else ("404",)
+                if step[0] in ("500", "404"):
+                    self.send_error(int(step[0]))
+                    return
+                data = step[1]
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data) + (100 if step[0] == "short" else 0)))
+                self.end_headers()
+                self.wfile.write(data)
+                self.wfile.flush()
+                self.close_connection = True
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/s"
+        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_retry_after_server_error_then_success(tmp_path):
+    srv = _Flaky([("500",), ("ok", b"PDBDATA")])
+    try:
+        st = SymbolStore(f"srv*{tmp_path / 'c'}*{srv.url}", retries=2, backoff=0.01, quiet=True)
+        p = st.find_pdb("x.pdb", AMD_GUID, 1)
+        assert p is not None and p.read_bytes() == b"PDBDATA"
+        assert srv.seen == 2
+    finally:
+        srv.close()
+
+
+def test_short_body_is_retried_and_never_cached(tmp_path):
+    srv = _Flaky([("short", b"HALF"), ("short", b"HALF")])
+    try:
+        st = SymbolStore(f"srv*{tmp_path / 'c'}*{srv.url}", retries=1, backoff=0.01, quiet=True)
+        assert st.find_pdb("x.pdb", AMD_GUID, 1) is None
+        assert srv.seen == 2
+        assert not [p for p in (tmp_path / "c").rglob("*") if p.is_file() and not p.name.endswith(".lock")]
+    finally:
+        srv.close()
+
+
+def test_hit_in_far_tier_fills_every_nearer_cache(tmp_path, symstore):
+    near, mid = tmp_path / "near", tmp_path / "mid"
+    st = SymbolStore(f"srv*{near}*{mid}*{symstore}")
+    p = st.find_pdb("amdppm.pdb", AMD_GUID, 1)
+    assert p == near / "amdppm.pdb" / AMD_PDB_KEY / "amdppm.pdb"
+    assert (mid / "amdppm.pdb" / AMD_PDB_KEY / "amdppm.pdb").is_file()
+    assert _sha(p) == _sha(symstore / "amdppm.pdb" / AMD_PDB_KEY / "amdppm.pdb")

@@ -137,6 +137,7 @@ class SymbolStore:
         default_cache: Path | None = None,
         session=None,
         on_log: Callable[[str], None] | None = None,
+        lock_timeout: float = 600.0,
     ):
         if isinstance(sympath, SymbolPath):
             offline = offline or sympath.offline
@@ -156,6 +157,7 @@ class SymbolStore:
         self._session = session
         self._on_log = on_log
         self.log: list[str] = []
+        self.lock_timeout = lock_timeout
 
     # ---- public API -----------------------------------------------------------------------
     def find_pdb(self, name: str, guid: object, age: int) -> Path | None:
@@ -272,7 +274,16 @@ class SymbolStore:
         return cache / name / key / name
 
     def _publish(self, src: Path, caches: list[Path], name: str, key: str, *, decompress: bool) -> Path:
-        """Put ``src`` (decompressed if a CAB) into the nearest cache; return the usable path."""
+        """Put ``src`` (decompressed if a CAB) into every downstream cache, as symsrv does.
+
+        Returns the copy in the nearest cache (or ``src`` when there is no cache).
+        """
+        nearest = self._publish_one(src, caches[:1], name, key, decompress=decompress)
+        for c in caches[1:]:
+            self._publish_one(nearest, [c], name, key, decompress=False)
+        return nearest
+
+    def _publish_one(self, src: Path, caches: list[Path], name: str, key: str, *, decompress: bool) -> Path:
         if not caches:
             if not decompress:
                 return src
@@ -320,6 +331,8 @@ class SymbolStore:
         return cache / _MISS_DIR / h
 
     def _recent_miss(self, marker: Path) -> bool:
+        if self.negative_ttl <= 0:
+            return False
         try:
             stamp = float(marker.read_text(encoding="ascii").split()[0])
         except (OSError, ValueError, IndexError):
@@ -394,41 +407,64 @@ class SymbolStore:
 
     def _download(self, url: str, target: Path, name: str, kind: str):
         """Fetch ``url``; returns the final Path, None for 404, or "transient" after retries fail."""
-        import requests
         from filelock import FileLock
+        from filelock import Timeout as LockTimeout
 
         target.parent.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(target) + ".lock"):
-            if target.is_file():
-                self._say(f"SYMSRV:  {target} - fetched meanwhile by another process")
-                return target
-            for attempt in range(self.retries + 1):
-                if attempt:
-                    time.sleep(self.backoff * (2 ** (attempt - 1)))
-                try:
-                    with self._http().get(url, stream=True, timeout=self.timeout, allow_redirects=True) as r:
-                        self._say(f"SYMSRV:  HTTP STATUS: {r.status_code}")
-                        if r.status_code in (404, 410, 403):
-                            return None
-                        if r.status_code >= 500 or r.status_code == 429:
-                            continue
-                        if r.status_code != 200:
-                            return None
-                        if kind == "ptr":
-                            data = r.raw.read(_PTR_MAX + 1, decode_content=True)
-                            p = self._follow_ptr(data[:_PTR_MAX], url, local=False)
-                            return p
-                        return self._receive(r, url, target, name, kind)
-                except (requests.ConnectionError, requests.Timeout) as e:
-                    self._say(f"SYMSRV:  {url}: {type(e).__name__}: {_short(e)}")
-                    continue
-                except requests.RequestException as e:
-                    self._say(f"SYMSRV:  {url}: {type(e).__name__}: {_short(e)}")
-                    return "transient"
+        lock = FileLock(str(target) + ".lock", timeout=self.lock_timeout)
+        try:
+            lock.acquire()
+        except LockTimeout:
+            self._say(f"SYMSRV:  {target}: another process has held its lock for {self.lock_timeout:.0f} s")
             return "transient"
+        try:
+            return self._download_locked(url, target, name, kind)
+        finally:
+            lock.release()
+
+    def _download_locked(self, url: str, target: Path, name: str, kind: str):
+        import requests
+
+        if target.is_file():
+            self._say(f"SYMSRV:  {target} - fetched meanwhile by another process")
+            return target
+        for attempt in range(self.retries + 1):
+            if attempt:
+                time.sleep(self.backoff * (2 ** (attempt - 1)))
+            try:
+                with self._http().get(url, stream=True, timeout=self.timeout, allow_redirects=True) as r:
+                    self._say(f"SYMSRV:  HTTP STATUS: {r.status_code}")
+                    if r.status_code in (404, 410, 403):
+                        return None
+                    if r.status_code >= 500 or r.status_code == 429:
+                        continue
+                    if r.status_code != 200:
+                        return None
+                    if kind == "ptr":
+                        data = r.raw.read(_PTR_MAX + 1, decode_content=True)
+                        p = self._follow_ptr(data[:_PTR_MAX], url, local=False)
+                        return p
+                    return self._receive(r, url, target, name, kind)
+            except (
+                requests.ConnectionError,
+                requests.Timeout,
+                requests.exceptions.ChunkedEncodingError,
+            ) as e:
+                self._say(f"SYMSRV:  {url}: {type(e).__name__}: {_short(e)}")
+                continue
+            except _ShortRead as e:
+                self._say(f"SYMSRV:  {url}: {e}")
+                continue
+            except requests.RequestException as e:
+                self._say(f"SYMSRV:  {url}: {type(e).__name__}: {_short(e)}")
+                return "transient"
+        return "transient"
 
     def _receive(self, r, url: str, target: Path, name: str, kind: str) -> Path:
-        total = int(r.headers.get("Content-Length") or 0)
+        try:
+            total = max(0, int(r.headers.get("Content-Length") or 0))
+        except ValueError:
+            total = 0
         if total > MAX_DOWNLOAD:
             raise BadFileError(url, f"download is {total} bytes, over the {MAX_DOWNLOAD}-byte cap")
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix="." + target.name + ".", suffix=".part")
@@ -443,8 +479,7 @@ class SymbolStore:
                     f.write(chunk)
                     advance(len(chunk))
             if total and got != total:
-                self._say(f"SYMSRV:  {url}: short read ({got} of {total} bytes)")
-                raise OSError("short read")
+                raise _ShortRead(f"short read ({got} of {total} bytes)")
             if kind == "cab":
                 out_fd, out_tmp = tempfile.mkstemp(
                     dir=target.parent, prefix="." + target.name + ".", suffix=".tmp"
@@ -463,6 +498,10 @@ class SymbolStore:
         finally:
             if tmp_p.exists():
                 tmp_p.unlink()
+
+
+class _ShortRead(Exception):
+    """The connection ended before Content-Length bytes arrived (retried)."""
 
 
 def _short(e: Exception) -> str:

@@ -53,6 +53,7 @@ _DUMP_TYPE_NAMES = {
     9: "kernel and user memory",
     10: "complete memory",
 }
+_PAGE_FILLER = 0x4547415045474150  # 'PAGEPAGE': a header field Windows left unset
 # Physical pages are capped so a corrupt bitmap cannot ask for terabytes of bits (2^36 pages = 256 TB).
 MAX_BITMAP_PAGES = 1 << 36
 
@@ -352,7 +353,10 @@ def _open(path: Path, f, buf) -> DumpFile:
         name = _DUMP_TYPE_NAMES.get(dt, "unknown")
         raise UnsupportedFormatError(path, f"unsupported dump type {dt} ({name})")
     # RequiredDumpSpace is not the file size of triage dumps (it counts reserved space).
-    if dt != 4 and header.required_dump_space and size < header.required_dump_space:
+    required = header.required_dump_space
+    if required in (_PAGE_FILLER, _PAGE_FILLER & 0xFFFFFFFF):
+        required = 0
+    if dt != 4 and required and size < required:
         if TRUNCATED_WARNING not in d.warnings:
             d.warnings.insert(0, TRUNCATED_WARNING)
     return d

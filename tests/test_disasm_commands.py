@@ -84,7 +84,9 @@ def test_uf_covers_the_function(session):
 def test_dt_layout_and_values(session):
     assert "          nt!_KTRAP_FRAME" in run(session, "dt nt!_KTRAP*").splitlines()
     lines = run(session, "dt nt!_KTRAP_FRAME").splitlines()
-    assert lines[:2] == ["nt!_KTRAP_FRAME", "   +0x000 P1Home           : Uint8B"]
+    assert lines[0] == "   +0x000 P1Home           : Uint8B"
+    # without a module kd says where it found the type
+    assert run(session, "dt _KTRAP_FRAME").splitlines()[:2] == ["nt!_KTRAP_FRAME", lines[0]]
     rsp = session.context.regs["rsp"]
     flink = int.from_bytes(session.read_virtual(rsp, 8), "little")
     lines = run(session, "dt nt!_LIST_ENTRY @rsp").splitlines()

@@ -181,6 +181,13 @@ def test_absent_memory():
     assert nothing[-1] == "Memory read error ffffd802`4aaa8000"
 
 
+def test_header_only_when_the_module_was_not_named():
+    assert dump_type(LIST, module="nt", header=False) == [
+        "   +0x000 Flink            : Ptr64 _LIST_ENTRY",
+        "   +0x008 Blink            : Ptr64 _LIST_ENTRY",
+    ]
+
+
 def test_enum_listing_and_type_names():
     assert dump_type(POOL, module="nt") == [
         "nt!_POOL_TYPE",

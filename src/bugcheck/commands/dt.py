@@ -118,6 +118,7 @@ def dt_command(session, args: str) -> Result:
         pointer_size=pointer_size,
         fields=fields,
         symbolize=symbolizer(session),
+        header="!" not in name,
     )
     data = {"type": f"{module}!{t.name}", "address": address, "size": t.size}
     return Result("\n".join(lines), data, "bugcheck.dt/1")

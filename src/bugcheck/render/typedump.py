@@ -337,14 +337,19 @@ def dump_type(
     pointer_size: int = 8,
     fields: tuple[str, ...] | list[str] = (),
     symbolize: Callable[[int], str | None] | None = None,
+    header: bool = True,
 ) -> list[str]:
-    """``dt [-r[N]] [-v] [module!]Type [address] [Field[.Sub]...]`` as kd prints it."""
+    """``dt [-r[N]] [-v] [module!]Type [address] [Field[.Sub]...]`` as kd prints it.
+
+    kd names the module it found the type in (``nt!_EPROCESS``) only when the
+    user did not say which: the command passes ``header=False`` for ``dt nt!_X``.
+    """
     opts = DtOptions(recurse, verbose, pointer_size, tuple(fields))
     out: list[str] = []
-    header = f"{module}!{t.name}" if module else t.name
     if verbose:
-        header = type_text(t, pointer_size, True)
-    out.append(header)
+        out.append(type_text(t, pointer_size, True))
+    elif header:
+        out.append(f"{module}!{t.name}" if module else t.name)
     mem = None
     if address is not None:
         if read is None:

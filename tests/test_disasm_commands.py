@@ -91,6 +91,6 @@ def test_dt_layout_and_values(session):
     flink = int.from_bytes(session.read_virtual(rsp, 8), "little")
     lines = run(session, "dt nt!_LIST_ENTRY @rsp").splitlines()
     assert (
-        lines[1] == f"   +0x000 Flink            : 0x{flink >> 32:08x}`{flink & 0xFFFFFFFF:08x} _LIST_ENTRY"
+        lines[0] == f"   +0x000 Flink            : 0x{flink >> 32:08x}`{flink & 0xFFFFFFFF:08x} _LIST_ENTRY"
     )
     assert run(session, "dt nt!_NoSuchType") == "Symbol nt!_NoSuchType not found."

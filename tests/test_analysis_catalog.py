@@ -8,7 +8,7 @@ import pytest
 
 import bugcheck
 from bugcheck.analysis.catalog import WRAP_WIDTH, all_codes, lookup, lookup_name, render_bugcheck_box
-from bugcheck.errors import BadFileError
+from bugcheck.errors import BadFileError, CommandError
 from corpus import all_dumps, corpus_file
 
 #: codes raised by display drivers themselves, which Microsoft does not document
@@ -209,3 +209,35 @@ def test_every_corpus_bugcheck_is_cataloged():
         assert meanings[0], f"{name}: no meaning for Arg1 of {code:#x}"
         box = render_bugcheck_box(code, list(params))
         assert f"{info.name} ({code:x})" in box
+
+
+def test_analyze_show_command():
+    from bugcheck.commands.analyze_show import show
+    from bugcheck.commands.session import Session
+
+    session = Session(None)
+    (res,) = session.run("!analyze -show 9f 3")
+    assert res.data["name"] == "DRIVER_POWER_STATE_FAILURE" and res.data["args"] == [3, 0, 0, 0]
+    lines = res.text.splitlines()
+    assert lines[:2] == ["", "DRIVER_POWER_STATE_FAILURE (9f)"]
+    assert "Arguments:" in lines
+    assert lines[lines.index("Arguments:") + 1].startswith("Arg1: 0000000000000003, A device object")
+    (res,) = session.run("!analyze -show 0x1c7 0 ffff85824e1b8000 a9e69d15 2268da")
+    assert "Arg4: 00000000002268da, Page frame number of the corrupted page." in res.text
+    (res,) = session.run("!analyze -show a0000001 5")
+    assert res.data["known"] is False
+    assert "Unknown bugcheck code (a0000001)" in res.text and "Arg1: 0000000000000005" in res.text
+    with pytest.raises(CommandError):
+        show(session, "1 2 3 4 5 6")
+    with pytest.raises(CommandError):
+        show(session, "")  # no code and no dump
+
+
+def test_analyze_show_uses_the_dump_bugcheck():
+    from bugcheck.commands.analyze_show import show
+    from bugcheck.commands.session import Session
+
+    d = bugcheck.open(corpus_file("dumps", "noamhuang-033124-5078-01.dmp"))
+    res = show(Session(d), "")
+    assert "DPC_WATCHDOG_VIOLATION (133)" in res.text
+    assert "Arg2: 0000000000001e00, The watchdog period." in res.text

@@ -409,3 +409,10 @@ def test_hit_in_far_tier_fills_every_nearer_cache(tmp_path, symstore):
     assert p == near / "amdppm.pdb" / AMD_PDB_KEY / "amdppm.pdb"
     assert (mid / "amdppm.pdb" / AMD_PDB_KEY / "amdppm.pdb").is_file()
     assert _sha(p) == _sha(symstore / "amdppm.pdb" / AMD_PDB_KEY / "amdppm.pdb")
+
+
+def test_odd_characters_stay_in_one_url_segment(tmp_path, server):
+    st = SymbolStore(f"srv*{tmp_path / 'c'}*{server.url}", quiet=True)
+    assert st.find_pdb("a?b#c d%.pdb", AMD_GUID, 1) is None
+    assert server.hits
+    assert all("/a%3Fb%23c%20d%25.pdb/" in p for p in server.hits)

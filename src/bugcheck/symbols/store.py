@@ -24,6 +24,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from urllib.parse import quote
 
 from bugcheck.errors import BadFileError, SymbolError
 from bugcheck.symbols import cab
@@ -394,7 +395,8 @@ class SymbolStore:
             tries.append((key.lower(), name, "plain"))
         tries += [(key, compressed_name(name), "cab"), (key, "file.ptr", "ptr")]
         for k, remote, kind in tries:
-            url = f"{root}/{name}/{k}/{remote}"
+            # Names may hold '#', '?', '%' or spaces: quote them so they stay one path segment.
+            url = f"{root}/{quote(name, safe='')}/{k}/{quote(remote, safe='')}"
             self._say(f"SYMSRV:  HTTPGET: {url}")
             got = self._download(url, target, name, kind)
             if got == "transient":

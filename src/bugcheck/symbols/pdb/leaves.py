@@ -100,7 +100,7 @@ def pstr(buf: bytes, pos: int) -> tuple[str, int]:
 # low byte -> (WinDbg name, size, signed, floating)
 _SIMPLE = {
     0x03: ("Void", 0, False, False),
-    0x08: ("HRESULT", 4, True, False),
+    0x08: ("Int4B", 4, True, False),  # HRESULT: dt shows the integer
     0x10: ("Char", 1, True, False),
     0x20: ("UChar", 1, False, False),
     0x70: ("Char", 1, True, False),

@@ -171,9 +171,10 @@ def format_arg(index: int, value: int, meaning: str, pointer_size: int = 8) -> l
         return [head]
     out: list[str] = []
     for n, para in enumerate(meaning.split("\n")):
-        # the catalog pre-wraps WinDbg-style texts; only over-long lines are wrapped here
+        # multi-line catalog texts are pre-wrapped as WinDbg prints them; only a single
+        # over-long line is wrapped here
         lead = len(head) + 2 if n == 0 and not out else 8
-        if lead + len(para) <= WRAP_WIDTH + 5:
+        if "\n" in meaning or lead + len(para) <= WRAP_WIDTH + 5:
             pieces = [para]
         else:
             # first piece starts after "ArgN: value, " (or a tab), the rest after a tab

@@ -216,3 +216,13 @@ def test_x86_absolute_operands():
     assert x86("64a124010000").endswith("mov     eax,dword ptr fs:[00000124h]")
     assert x86("8b0d24f1dfff").endswith("mov     ecx,dword ptr ds:[FFDFF124h]")
     assert x86("e8fbffffff").endswith("call    80500000")
+
+
+def test_ub_steps_over_undecodable_bytes_and_absent_memory():
+    # 0x06 is invalid in 64-bit mode; kd shows it as ??? and keeps going
+    code = bytes.fromhex("06" + "33c0" + "c3")
+    at = BASE + 0x4000
+    insns = disasm.disassemble_back(mem(code, at), at + 4, 3, "x64", None)
+    assert [i.mnemonic for i in insns] == ["???", "xor", "ret"]
+    # nothing readable below the address: nothing to show
+    assert disasm.disassemble_back(lambda a, n: b"", at, 4, "x64", None) == []

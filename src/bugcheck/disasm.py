@@ -403,8 +403,8 @@ def disassemble_back(
         if invalid == 0 and len(seq) >= count:
             best = seq
             break
-        # otherwise prefer clean decodes, then the longest run
-        key = (invalid > 0, -min(len(seq), count), invalid)
+        # otherwise prefer a full count, then clean decodes
+        key = (-min(len(seq), count), invalid)
         if best_key is None or key < best_key:
             best, best_key = seq, key
     if not best:

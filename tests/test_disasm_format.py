@@ -226,3 +226,12 @@ def test_ub_steps_over_undecodable_bytes_and_absent_memory():
     assert [i.mnemonic for i in insns] == ["???", "xor", "ret"]
     # nothing readable below the address: nothing to show
     assert disasm.disassemble_back(lambda a, n: b"", at, 4, "x64", None) == []
+
+
+def test_instruction_cut_by_absent_memory_reads_as_absent():
+    assert (
+        disasm.decode_one(bytes.fromhex("4889"), 0x1000, 64).text() == "00000000`00001000 ??              ???"
+    )
+    assert (
+        disasm.decode_one(bytes.fromhex("06"), 0x1000, 64).text() == "00000000`00001000 06              ???"
+    )

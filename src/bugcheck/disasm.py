@@ -237,6 +237,9 @@ def decode_one(
     dec = _iced.Decoder(bitness, code[:MAX_INSN], ip=address)
     ins = dec.decode()
     if ins.is_invalid:
+        if dec.last_error == _iced.DecoderError.NO_MORE_BYTES:
+            # the instruction runs into memory the dump does not hold
+            return Insn(address, b"", "???", "", present=False)
         return Insn(address, code[:1], "???", "", present=True)
     raw = code[: ins.len]
     full = f.format(ins)

@@ -11,10 +11,11 @@ from __future__ import annotations
 from bugcheck.commands.registry import Result, command
 from bugcheck.errors import BugcheckError, CommandError, MemoryNotPresent
 
-#: without ``L?``, WinDbg refuses ranges above 256 MB
-_MAX_RANGE = 0x10000000
-#: hard cap even with ``L?`` (keeps output and memory bounded)
-_MAX_RANGE_FORCED = 0x10000000 * 4
+#: without ``L?`` larger ranges are refused (WinDbg's own limit is 256 MB; text for that much
+#: memory would not fit in RAM, so the plain limit here is 16 MB)
+_MAX_RANGE = 0x1000000
+#: hard cap with ``L?``: WinDbg's 256 MB
+_MAX_RANGE_FORCED = 0x10000000
 
 # unit size, default count, units per line, ascii column
 _FORMATS = {
@@ -94,13 +95,19 @@ def _unit_text(chunk: list[int | None], unit: int) -> str:
 
 def render(session, fmt: str, start: int, count: int, *, physical: bool = False) -> tuple[list[str], list]:
     unit, _, per_line, ascii_col = _FORMATS[fmt]
-    mem = _read(session, start, count * unit, physical)
     lines = []
     rows = []
     line_bytes = per_line * unit
-    for off in range(0, count * unit, line_bytes):
-        n = min(line_bytes, count * unit - off)
-        chunk = mem[off : off + n]
+    total = count * unit
+    window = 0x10000  # read in pieces so a large range never holds a per-byte list of it all
+    mem: list[int | None] = []
+    mem_start = 0
+    for off in range(0, total, line_bytes):
+        n = min(line_bytes, total - off)
+        if off + n > mem_start + len(mem):
+            mem_start = off
+            mem = _read(session, start + off, min(window, total - off), physical)
+        chunk = mem[off - mem_start : off - mem_start + n]
         addr = start + off
         if fmt == "dyb":
             body = " ".join("????????" if b is None else f"{b:08b}" for b in chunk)
@@ -127,7 +134,7 @@ def render(session, fmt: str, start: int, count: int, *, physical: bool = False)
         if ascii_col:
             line += sep + "".join(_ascii(b) for b in chunk)
         lines.append(line.rstrip() if not ascii_col else line)
-        rows.append({"address": addr, "bytes": [b for b in chunk]})
+        rows.append({"address": addr, "hex": "".join("??" if b is None else f"{b:02x}" for b in chunk)})
     return lines, rows
 
 

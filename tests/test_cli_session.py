@@ -1,0 +1,141 @@
+"""Session: command-line splitting, dispatch of glued arguments, errors as kd prints them."""
+
+from __future__ import annotations
+
+import pytest
+
+from bugcheck.commands import registry
+from bugcheck.commands.registry import Result
+from bugcheck.commands.session import Session, register_provider, split_commands
+from test_cmd_memory_display import BASE, FakeDump
+
+
+@pytest.mark.parametrize(
+    "line,parts",
+    [
+        ("kv", ["kv"]),
+        ("r; kv ;db @rsp", ["r", "kv", "db @rsp"]),
+        ('.echo "a;b"; r', ['.echo "a;b"', "r"]),
+        ("$$ a comment; r", ["r"]),
+        ("r; $$ note; kv", ["r", "kv"]),
+        ("* everything; here", []),
+        ("  ;; ", []),
+    ],
+)
+def test_split(line, parts):
+    assert split_commands(line) == parts
+
+
+@pytest.fixture
+def s():
+    return Session(FakeDump())
+
+
+def test_glued_arguments_reach_the_longest_registered_name(s):
+    seen = []
+
+    @registry.command("zzk", "test command")
+    def zzk(session, args):
+        seen.append(("zzk", args))
+        return Result("ok")
+
+    @registry.command("zzkv", "test command")
+    def zzkv(session, args):
+        seen.append(("zzkv", args))
+        return Result("ok")
+
+    s.run("zzk 5; zzkv; zzkb 3; zzkv7")
+    assert seen == [("zzk", "5"), ("zzkv", ""), ("zzk", "b 3"), ("zzkv", "7")]
+
+
+def test_unknown_commands(s):
+    (r,) = s.run("!nosuchext 1")
+    assert r.text == "No export nosuchext found"
+    (r,) = s.run("frobnicate")
+    assert r.text == "       ^ Syntax error in 'frobnicate'"
+    (r,) = s.run("? nosuchsym")
+    assert r.text == "Couldn't resolve error at 'nosuchsym'"
+
+
+def test_internal_errors_become_one_line(s):
+    @registry.command("zzboom", "test command")
+    def boom(session, args):
+        raise ValueError("kaput")
+
+    s.raise_errors = False
+    (r,) = s.run("zzboom")
+    assert r.text == "bugcheck: internal error in 'zzboom': ValueError: kaput"
+    s.raise_errors = True
+    with pytest.raises(ValueError):
+        s.run("zzboom")
+
+
+def test_quit_stops_the_line(s):
+    results = s.run("? 1; q; ? 2")
+    assert [r.text for r in results] == ["Evaluate expression: 1 = 00000000`00000001", "quit:"]
+    assert s.quit_requested
+
+
+def test_context_set_and_reset(s):
+    from bugcheck.dumpfile.context import Context
+
+    assert s.evaluate("@rsp") == BASE + 0x10
+    s.set_context(Context("x64", {"rsp": 0x1234, "rip": 0x5678}), ".trap")
+    assert s.evaluate("@rsp") == 0x1234 and s.evaluate("$ip") == 0x5678
+    assert s.context_reason == ".trap"
+    s.reset_context()
+    assert s.evaluate("$csp") == BASE + 0x10
+
+
+def test_pseudo_registers(s):
+    assert s.evaluate("$bug_code") == 0xD1
+    assert s.evaluate("@$bug_param2") == 2
+    assert s.evaluate("$ptrsize") == 8
+    assert s.evaluate("$ra") == int.from_bytes(s.read_virtual(BASE + 0x10, 8), "little")
+    assert s.evaluate("@esp") == (BASE + 0x10) & 0xFFFFFFFF
+    s.pseudo_hooks["$thread"] = lambda sess: 0xFFFF9189527E9080
+    assert s.evaluate("@$thread") == 0xFFFF9189527E9080
+    with pytest.raises(Exception, match="Bad register"):
+        s.evaluate("$peb")
+
+
+def test_symbols_provider_and_fallback(s):
+    assert s.symbols.resolve("nt") is None
+    assert s.symbols.format_address(BASE) == "0xfffff800`62600000"
+
+    class Resolver:
+        def resolve(self, name):
+            return {"nt!KiPageFault": 0xFFFFF80062A05000}.get(name)
+
+        def format_address(self, a):
+            return "nt!Thing"
+
+    register_provider("symbols", lambda session: Resolver())
+    try:
+        s2 = Session(FakeDump())
+        assert s2.evaluate("nt!KiPageFault+0x469") == 0xFFFFF80062A05469
+        assert s2.format_address(1) == "nt!Thing"
+    finally:
+        from bugcheck.commands import session as session_mod
+
+        session_mod._PROVIDERS.pop("symbols", None)
+
+
+def test_help_lists_registered_commands(s):
+    (r,) = s.run(".help")
+    names = [ln.split()[0] for ln in r.text.splitlines()]
+    for needed in ("db", "dd", "dq", "da", "du", ".bugcheck", "vertarget", ".formats", "q", "!pte"):
+        assert needed in names
+    (r2,) = s.run("?")
+    assert r2.text == r.text
+
+
+def test_echo_formats_and_log(s, tmp_path):
+    log = tmp_path / "x.log"
+    out = [r.text for r in s.run(f'.echo "hello; world"; .logopen {log}; .formats 0n10; .logclose')]
+    assert out[0] == "hello; world"
+    assert out[1] == f"Opened log file '{log}'"
+    assert "  Decimal: 10" in out[2]
+    assert out[3] == f"Closing open log file {log}"
+    text = log.read_text()
+    assert "0: kd> .formats 0n10" in text and "  Hex:     00000000`0000000a" in text

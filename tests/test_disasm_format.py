@@ -229,9 +229,7 @@ def test_ub_steps_over_undecodable_bytes_and_absent_memory():
 
 
 def test_instruction_cut_by_absent_memory_reads_as_absent():
-    assert (
-        disasm.decode_one(bytes.fromhex("4889"), 0x1000, 64).text() == "00000000`00001000 ??              ???"
-    )
-    assert (
-        disasm.decode_one(bytes.fromhex("06"), 0x1000, 64).text() == "00000000`00001000 06              ???"
-    )
+    cut = disasm.decode_one(bytes.fromhex("4889"), 0x1000, 64)
+    assert cut.text() == "00000000`00001000 ??              ???"
+    bad = disasm.decode_one(bytes.fromhex("06") + b"\x90" * 14, 0x1000, 64)
+    assert bad.text() == "00000000`00001000 06              ???"

@@ -57,6 +57,24 @@ class Symbolized:
 Loader = Callable[[ModuleInfo], ModuleSymbols]
 
 
+#: compiler-generated constants (string literals, float/vector constants): never a code location
+_CONSTANT_PREFIXES = ("??_C@", "__real@", "__xmm@", "__ymm@")
+
+
+def _same_section(image, rva_a: int, rva_b: int) -> bool:
+    """Whether two RVAs fall in one section of ``image`` (True when the image is unknown)."""
+    if image is None:
+        return True
+    try:
+        a = image.section_for(rva_a)
+        b = image.section_for(rva_b)
+    except Exception:  # noqa: BLE001 - a damaged header must not break symbolization
+        return True
+    if a is None or b is None:
+        return True
+    return a is b or (a.virtual_address == b.virtual_address)
+
+
 class Resolver:
     """Module list + lazily loaded symbols for each module."""
 
@@ -122,6 +140,13 @@ class Resolver:
         sym = None
         if ms.symbols is not None:
             sym = ms.symbols.symbol_at(address - module.base)
+        if sym is not None and (
+            sym.name.startswith(_CONSTANT_PREFIXES)
+            or not _same_section(ms.image, sym.rva, address - module.base)
+        ):
+            # The nearest name is a constant, or lies in another section: it does not describe
+            # this address (code without a public name), so print module+offset instead.
+            sym = None
         if sym is None:
             return Symbolized(module, None, address - module.base)
         return Symbolized(module, sym, address - module.base - sym.rva)

@@ -17,11 +17,11 @@ Conventions:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Protocol
 
 
-class Kind(str, Enum):
+class Kind(StrEnum):
     BASE = "base"
     POINTER = "pointer"
     ARRAY = "array"

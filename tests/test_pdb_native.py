@@ -145,3 +145,13 @@ def test_native_layouts_match_pdbutil(pair):
             assert ours == expected_layout(recs, ti)
             checked += 1
     assert checked >= 5
+
+
+def test_global_data_types_and_identity(pair):
+    _arch, _dll, path, _layouts = pair
+    pdb = open_pdb(path)
+    assert pdb.global_type("g_outer").name == "_OUTER"
+    assert pdb.global_type("g_uses").name == "_USES_FORWARD"
+    assert pdb.global_type("ExportedFunction") is None
+    assert pdb.matches(pdb.guid, pdb.age) and pdb.matches(str(pdb.guid).upper(), pdb.age)
+    assert not pdb.matches(pdb.guid, pdb.age + 1)

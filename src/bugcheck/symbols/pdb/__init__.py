@@ -95,6 +95,18 @@ class PdbFile:
         """``<GUID hex upper><age hex>`` as a symbol server names the folder."""
         return f"{self.guid.hex.upper()}{self.age:X}"
 
+    def matches(self, guid: uuid.UUID | str, age: int) -> bool:
+        """Whether this PDB is the one an image's CodeView record (RSDS GUID + age) asks for."""
+        g = guid if isinstance(guid, uuid.UUID) else uuid.UUID(str(guid).strip("{}"))
+        return g == self.guid and age == self.age
+
+    def global_type(self, name: str):
+        """The Type of a global/static variable, or None (public-only PDBs have no types for data)."""
+        ti = self.symbols.data_type_index(name)
+        if ti is None or ti == 0:
+            return None
+        return self.types.type_by_key(ti)
+
     def close(self) -> None:
         self.msf.close()
 

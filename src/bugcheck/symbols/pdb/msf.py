@@ -144,6 +144,9 @@ class Msf:
             if not 0 <= index < len(self._sizes):
                 raise self.bad(f"reference to stream {index}, but the file has {len(self._sizes)}")
             data = b""
+        elif size > self.num_blocks * self.block_size:
+            # blocks may repeat in a hostile directory: never assemble more than the file holds
+            raise self.bad(f"stream {index} claims {size} bytes, more than the file holds")
         else:
             data = self._gather(self._blocks[index], size, f"stream {index}")
         self._cache[index] = data

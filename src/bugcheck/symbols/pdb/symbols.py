@@ -154,6 +154,7 @@ class PdbSymbols:
         sizes_l: list[np.ndarray] = []
         funcs_l: list[np.ndarray] = []
         self._publics_raw: list[PublicRecord] = []
+        self._dtypes: dict[int, int] = {}
         if pdb.dbi is None or n == 0:
             self._finish(
                 [], [], np.zeros(0, np.int64), np.zeros(0, np.int8), np.zeros(0, np.int64), np.zeros(0, bool)
@@ -202,6 +203,8 @@ class PdbSymbols:
             keep.append(i)
             raw.append(name)
             names.append(undecorate_c(name, machine) if is_pub else name)
+            if not is_pub:
+                self._dtypes[len(names) - 1] = fl[i]
         keep_a = np.array(keep, dtype=np.int64)
         if len(keep_a):
             rvas_l.append(rva[keep_a])
@@ -308,6 +311,22 @@ class PdbSymbols:
         if i is None:
             i = self._by_lower.get(name.lower())
         return None if i is None else self._symbol(i)
+
+    def data_type_index(self, name: str) -> int | None:
+        """The type index of a global/static data symbol (S_GDATA32/S_LDATA32), for ``dt``/``dx``."""
+        self._index()
+        i = self._by_name.get(name)
+        if i is None:
+            i = self._by_lower.get(name.lower())
+        if i is None:
+            return None
+        ti = self._dtypes.get(i)
+        if ti is None:
+            # a public shadowing the data record of the same name
+            for j, nm in enumerate(self._names):
+                if nm == self._names[i] and j in self._dtypes:
+                    return self._dtypes[j]
+        return ti
 
     def symbols_matching(self, pattern: str) -> list[Symbol]:
         self._build()

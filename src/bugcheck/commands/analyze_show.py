@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import shlex
 
-from bugcheck.analysis.catalog import bugcheck_header, format_arg, lookup
+from bugcheck.analysis.catalog import bugcheck_header, format_arg, lookup, render_bugcheck_box
 from bugcheck.commands import registry
 from bugcheck.commands.registry import Result
 from bugcheck.errors import BugcheckError, CommandError
@@ -88,7 +88,16 @@ def analyze_command(session, args: str) -> Result:
     try:
         from bugcheck.analysis.analyze import run_analyze
     except ImportError:
-        return Result("!analyze: analysis engine not available\n", {"error": "analysis engine not available"})
+        # still show what the dump header alone tells, so the default CLI run is useful
+        note = "!analyze: analysis engine not available\n"
+        dump = getattr(session, "dump", None)
+        code = getattr(dump, "bugcheck_code", None)
+        if not code:
+            return Result(note, {"error": "analysis engine not available"})
+        params = [int(v) for v in (dump.bugcheck_parameters or ())]
+        box = render_bugcheck_box(code, params, getattr(session, "pointer_size", 8) or 8)
+        data = {"error": "analysis engine not available", "bugcheck_code": code, "args": params}
+        return Result(box + "\n" + note, data)
     return run_analyze(session, args)
 
 

@@ -353,7 +353,7 @@ def cmd_pte(session, args: str) -> Result:
         "".join(contains).rstrip(),
         "".join(pfns).rstrip(),
     ]
-    if walk.physical is None and walk.reason:
+    if walk.physical is None and any(lv.value is None for lv in walk.levels):
         lines.append(walk.reason)
     return Result(
         "\n".join(lines),

@@ -76,7 +76,8 @@ def test_type_shapes(pair):
     cb = outer.member("Callback").resolved_type()
     fn = cb.resolved_target()
     assert cb.kind is Kind.POINTER and fn.kind is Kind.FUNCTION
-    assert fn.resolved_target().name == "Int4B"
+    assert fn.resolved_target().name == "Int4B" and fn.name == "int"
+    assert cb.name == f"Ptr{ps * 8} int"
     assert [a.name if not hasattr(a, "resolve") else a.resolve().name for a in fn.arguments] == [
         f"Ptr{ps * 8} Void",
         "Uint4B",

@@ -136,6 +136,21 @@ _SIMPLE = {
     0x43: ("Float16", 16, True, True),
     0x46: ("Float2", 2, True, True),
 }
+# low byte -> C spelling, for function types (WinDbg prints a function pointer as ``Ptr64     long``)
+_C_NAMES = {
+    0x03: "void", 0x08: "HRESULT", 0x10: "char", 0x20: "unsigned char", 0x70: "char", 0x71: "wchar_t",
+    0x7A: "char16_t", 0x7B: "char32_t", 0x7C: "char8_t", 0x68: "char", 0x69: "unsigned char", 0x11: "short",
+    0x21: "unsigned short", 0x72: "short", 0x73: "unsigned short", 0x12: "long", 0x22: "unsigned long",
+    0x74: "int", 0x75: "unsigned int", 0x13: "int64", 0x23: "unsigned int64", 0x76: "int64",
+    0x77: "unsigned int64", 0x30: "bool", 0x40: "float", 0x41: "double",
+}  # fmt: skip
+
+
+def simple_c_name(ti: int) -> str:
+    base = _C_NAMES.get(ti & 0xFF, "void")
+    return base + " *" if (ti >> 8) & 0xF else base
+
+
 _PTR_MODE_SIZE = {1: 2, 2: 4, 3: 4, 4: 4, 5: 6, 6: 8, 7: 16}
 
 

@@ -175,11 +175,30 @@ class TypeStream:
             (under,) = struct.unpack_from("<I", body, 0)
             name = self.type_name(under, depth + 1)
         elif leaf in (L.LF_PROCEDURE, L.LF_MFUNCTION):
-            name = "Function"
+            name = self.c_name(L.parse_procedure(leaf, body)[0], depth + 1)
         else:
             name = f"<leaf {leaf:#x}>"
         self._names[ti] = name
         return name
+
+    def c_name(self, ti: int, depth: int = 0) -> str:
+        """C spelling of a type (a function type is named after its return type, as WinDbg shows it)."""
+        if ti < 0x1000:
+            return L.simple_c_name(ti)
+        if depth > MAX_NAME_DEPTH:
+            return "<recursive>"
+        try:
+            leaf, rec = self.record(ti)
+        except KeyError:
+            return f"<type {ti:#x}>"
+        body = rec[4:]
+        if leaf == L.LF_MODIFIER:
+            return self.c_name(struct.unpack_from("<I", body, 0)[0], depth + 1)
+        if leaf == L.LF_POINTER:
+            return self.c_name(struct.unpack_from("<I", body, 0)[0], depth + 1) + " *"
+        if leaf in L.UDT_LEAVES:
+            return L.parse_udt(leaf, body).name
+        return self.type_name(ti, depth + 1)
 
     def _size_of(self, ti: int, depth: int = 0) -> int:
         if depth > MAX_NAME_DEPTH:
@@ -272,7 +291,7 @@ class TypeStream:
                     (n,) = struct.unpack_from("<I", arec, 4)
                     n = min(n, (len(arec) - 8) // 4)
                     args = [self.ref(a) for a in struct.unpack_from(f"<{n}I", arec, 8)]
-            return Type(Kind.FUNCTION, "Function", 0, target=self.ref(ret), arguments=args)
+            return Type(Kind.FUNCTION, self.type_name(ti), 0, target=self.ref(ret), arguments=args)
         return Type(Kind.VOID, f"<leaf {leaf:#x}>", 0, incomplete=True)
 
     def _member(self, f: L.Field) -> Member:

@@ -139,3 +139,56 @@ def test_echo_formats_and_log(s, tmp_path):
     assert out[3] == f"Closing open log file {log}"
     text = log.read_text()
     assert "0: kd> .formats 0n10" in text and "  Hex:     00000000`0000000a" in text
+
+
+def test_kernel_pseudo_registers_on_triage_dump():
+    import bugcheck
+    from corpus import dump as corpus_dump
+
+    d = bugcheck.open(corpus_dump("rizin-triage_x64.dmp"))
+    s = Session(d)
+    assert s.evaluate("$thread") == d.triage.thread_address
+    assert s.evaluate("@$proc") == d.triage.process_address
+    assert s.evaluate("$prcb") == d.triage.prcb_address
+
+
+def test_default_dump_on_windows(tmp_path, monkeypatch):
+    import os
+    import time
+
+    from bugcheck import cli
+
+    monkeypatch.setenv("SystemRoot", str(tmp_path))
+    assert cli.default_dump(windows=True)[0] is None
+    (tmp_path / "Minidump").mkdir()
+    old, new = tmp_path / "Minidump" / "a.dmp", tmp_path / "Minidump" / "b.dmp"
+    old.write_bytes(b"x")
+    new.write_bytes(b"y")
+    t = time.time()
+    os.utime(old, (t, t))
+    os.utime(new, (t - 100, t - 100))
+    path, why = cli.default_dump(windows=True)
+    assert path == old and "newest minidump" in why
+    (tmp_path / "MEMORY.DMP").write_bytes(b"z")
+    assert cli.default_dump(windows=True)[0] == tmp_path / "MEMORY.DMP"
+
+
+@pytest.mark.parametrize(
+    "argv,out,interactive",
+    [
+        (["-i", "d.dmp"], [], True),
+        (["shell", "d.dmp"], ["d.dmp"], True),
+        (["-i", "c:\\img", "d.dmp"], ["-i", "c:\\img", "d.dmp"], False),
+        (["-i", "c:\\img", "-z", "d.dmp"], ["-i", "c:\\img", "-z", "d.dmp"], False),
+        (["-logo", "x.log", "-loga", "y", "d.dmp"], ["--logo", "x.log", "--loga", "y", "d.dmp"], False),
+    ],
+)
+def test_preparse(argv, out, interactive):
+    from bugcheck.cli import preparse
+
+    got, inter = preparse(argv)
+    assert inter == interactive
+    if argv[0] == "-i" and interactive:
+        assert got == ["d.dmp"]
+    else:
+        assert got == out

@@ -103,9 +103,11 @@ def preparse(argv: list[str]) -> tuple[list[str], bool]:
     return out, interactive
 
 
-def default_dump() -> tuple[Path | None, str]:
+def default_dump(windows: bool | None = None) -> tuple[Path | None, str]:
     """Where Windows keeps crash dumps; (path or None, explanation)."""
-    if os.name != "nt":
+    if windows is None:
+        windows = os.name == "nt"
+    if not windows:
         return None, (
             "no dump file given. On Windows the default is %SystemRoot%\\MEMORY.DMP or the newest "
             "%SystemRoot%\\Minidump\\*.dmp; elsewhere pass one: bugcheck DUMP (or -z DUMP)"

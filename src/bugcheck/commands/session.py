@@ -375,20 +375,49 @@ class Session:
                 return int.from_bytes(self.read_virtual(ctx.sp, self.pointer_size), "little")
             except BugcheckError:
                 return None
-        triage = getattr(self.dump, "triage", None)
-        field = {"$thread": "thread", "$proc": "process", "$prcb": "prcb"}.get(name)
-        if field and triage is not None:
-            v = getattr(triage, field, None)
-            if v is None:
-                v = getattr(triage, field + "_address", None)
-            if isinstance(v, int):
-                return v
+        if name in ("$thread", "$proc", "$prcb", "$teb", "$peb"):
+            return self._kernel_pseudo(name)
         kernel = self.kernel
-        if kernel is not None:
-            fn = getattr(kernel, "pseudo_register", None)
-            if callable(fn):
-                return fn(name, self)
+        fn = getattr(kernel, "pseudo_register", None) if kernel is not None else None
+        if callable(fn):
+            return fn(name, self)
         return None
+
+    def _kernel_pseudo(self, name: str) -> int | None:
+        """$thread/$proc/$prcb/$teb/$peb of the current processor: kernel model first, triage header next."""
+        kernel = None
+        try:
+            kernel = self.kernel
+        except BugcheckError:
+            kernel = None
+        thread = process = prcb = None
+        if kernel is not None:
+            try:
+                if name == "$prcb" and hasattr(kernel, "processor"):
+                    p = kernel.processor(self.processor)
+                    prcb = getattr(p, "prcb", None) or None
+                elif name in ("$thread", "$teb") and hasattr(kernel, "current_thread"):
+                    thread = kernel.current_thread(self.processor)
+                elif hasattr(kernel, "current_process"):
+                    process = kernel.current_process(self.processor)
+            except BugcheckError:
+                pass
+        if name == "$teb":
+            return getattr(thread, "teb", None)
+        if name == "$peb":
+            return getattr(process, "peb", None)
+        if name == "$thread" and thread is not None:
+            return thread.address
+        if name == "$proc" and process is not None:
+            return process.address
+        if name == "$prcb" and prcb:
+            return prcb
+        triage = getattr(self.dump, "triage", None)
+        if triage is None or self.processor != getattr(self.dump, "crash_processor", self.processor):
+            return None
+        field = {"$thread": "thread_address", "$proc": "process_address", "$prcb": "prcb_address"}[name]
+        v = getattr(triage, field, None)
+        return v if isinstance(v, int) and v else None
 
     # -- memory ----------------------------------------------------------------------------------
     def read_virtual(self, address: int, size: int) -> bytes:

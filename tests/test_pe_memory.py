@@ -124,3 +124,30 @@ def test_corrupted_images_never_crash(tmp_path, data):
             img.unwind_info(func)
     except BadFileError:
         pass
+
+
+def test_images_in_a_real_triage_dump():
+    """rizin-triage_x64 keeps only scraps of module headers: use what is there, never crash."""
+    import bugcheck
+    from corpus import dump
+
+    d = bugcheck.open(dump("rizin-triage_x64.dmp"))
+    drivers = {x.name.rsplit("\\", 1)[-1].lower(): x for x in d.triage.drivers}
+    amd_file = PeImage.from_file(corpus_file("symstore", "amdppm.sys", "c9c030003b000", "amdppm.sys"))
+
+    amd = PeImage.from_memory(d.read_virtual, drivers["amdppm.sys"].base)
+    assert not amd.headers_complete and amd.absent
+    assert (amd.machine_name, amd.timestamp) == ("x64", amd_file.timestamp)
+    assert amd.symbol_key() is None
+    assert amd.symbol_key(drivers["amdppm.sys"].size) == amd_file.symbol_key()
+    assert amd.runtime_functions == [] and amd.pdb_key() is None
+
+    with pytest.raises(MemoryNotPresent):
+        PeImage.from_memory(d.read_virtual, drivers["wdf01000.sys"].base)
+
+    nt = PeImage.from_memory(d.read_virtual, drivers["ntoskrnl.exe"].base)
+    assert nt.headers_complete and nt.size_of_image == drivers["ntoskrnl.exe"].size
+    assert nt.timestamp == drivers["ntoskrnl.exe"].timestamp
+    assert nt.directory(3)[1] > 0 and nt.runtime_functions == []  # .pdata not captured
+    assert any(start <= nt.directory(3)[0] < start + n for start, n in nt.absent)
+    assert nt.lookup_function(0x1000) is None

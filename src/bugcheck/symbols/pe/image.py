@@ -117,6 +117,9 @@ class PeImage:
         self.reader = reader
         self.path = reader.path
         self.absent: list[tuple[int, int]] = []  # (rva, length) not readable from memory
+        #: False when part of the optional header or section table was absent from memory
+        #: (triage dumps often keep only the first 0x100 bytes of a driver): those fields read as 0.
+        self.headers_complete = True
         self._parse_headers()
         self.base = self.image_base if base is None else base
 
@@ -127,7 +130,7 @@ class PeImage:
 
     @classmethod
     def from_memory(cls, read_fn: Callable[[int, int], bytes], base: int, name: str | None = None) -> PeImage:
-        """Image loaded at ``base``; raises MemoryNotPresent only when the headers are absent."""
+        """Image loaded at ``base``; MemoryNotPresent only when the DOS/PE/file headers are absent."""
         return cls(MemoryReader(read_fn, base, name), base=base)
 
     @property
@@ -138,7 +141,14 @@ class PeImage:
         return BadFileError(self.path, problem)
 
     # ---- headers ------------------------------------------------------------------------------
-    def _hdr(self, off: int, n: int) -> bytes:
+    def _hdr(self, off: int, n: int, required: bool = True) -> bytes:
+        """Header bytes; from memory, optional parts may be absent (zeros, listed in ``absent``)."""
+        if not required and self.in_memory:
+            data, holes = self.reader.read_padded(off, n)
+            if holes:
+                self.headers_complete = False
+                self.absent.extend(holes)
+            return data
         try:
             data = self.reader.read_header(off, n)
         except BadFileError:
@@ -160,7 +170,7 @@ class PeImage:
         )
         if nsect > MAX_SECTIONS:
             raise self._bad(f"{nsect} sections is implausible")
-        opt = self._hdr(lfanew + 24, opt_size) if opt_size else b""
+        opt = self._hdr(lfanew + 24, opt_size, required=False) if opt_size else b""
         if len(opt) < 2:
             raise self._bad("missing optional header")
         (magic,) = struct.unpack_from("<H", opt, 0)
@@ -170,6 +180,9 @@ class PeImage:
         elif magic == 0x10B:
             self.is_pe32_plus = False
             need = 96
+        elif magic == 0 and not self.headers_complete:
+            self.is_pe32_plus = self.machine in (MACHINE_AMD64, MACHINE_ARM64)
+            need = 112 if self.is_pe32_plus else 96
         else:
             raise self._bad(f"unknown optional header magic {magic:#x}")
         if opt_size < need:
@@ -196,7 +209,7 @@ class PeImage:
         (nrva,) = struct.unpack_from("<I", opt, nrva_off)
         nrva = min(nrva, 16, (opt_size - dir_off) // 8)
         self.directories = [struct.unpack_from("<II", opt, dir_off + 8 * i) for i in range(nrva)]
-        sect = self._hdr(lfanew + 24 + opt_size, 40 * nsect)
+        sect = self._hdr(lfanew + 24 + opt_size, 40 * nsect, required=False)
         self.sections: list[Section] = []
         for i in range(nsect):
             name, vsize, va, rsize, rptr = struct.unpack_from("<8sIIII", sect, 40 * i)
@@ -268,9 +281,20 @@ class PeImage:
                     continue
         return _cstr(data, 0, limit)
 
-    def symbol_key(self) -> str:
-        """Symbol-store directory for the image file itself: TimeDateStamp %08X + SizeOfImage %x."""
-        return f"{self.timestamp:08X}{self.size_of_image:x}"
+    def symbol_key(self, size_of_image: int | None = None) -> str | None:
+        """Symbol-store directory for the image file itself: TimeDateStamp %08X + SizeOfImage %x.
+
+        ``size_of_image`` overrides the header's (e.g. from a dump's module list); None when
+        the size is unknown because that part of the headers was absent from memory.
+        """
+        size = self.size_of_image if size_of_image is None else size_of_image
+        if not size and not self.headers_complete:
+            return None
+        return f"{self.timestamp:08X}{size:x}"
+
+    @property
+    def time_date_stamp(self) -> int:
+        return self.timestamp
 
     # ---- exports ------------------------------------------------------------------------------
     @cached_property

@@ -9,7 +9,7 @@ import pytest
 
 from bugcheck.symbols.pdb.dbi import Omap, SectionHeader
 from bugcheck.symbols.pdb.leaves import numeric, simple_type
-from bugcheck.symbols.pdb.symbols import undecorate_c, wildcard_regex
+from bugcheck.symbols.pdb.symbols import undecorate_c, undecorate_msvc, wildcard_regex
 
 
 def test_omap_translation():
@@ -79,3 +79,21 @@ def test_simple_types_use_windbg_names():
     assert simple_type(0x0403, 4).size == 4
     t = simple_type(0x0620, 8)
     assert t.size == 8 and t.resolved_target().name == "UChar"
+
+
+@pytest.mark.parametrize(
+    ("raw", "shown"),
+    [
+        ("?PnpPrepareHardware@FxPkgPnp@@QEAAJXZ", "FxPkgPnp::PnpPrepareHardware"),
+        ("?_PnpStartDevice@FxPkgPnp@@CAJPEAV1@PEAVFxIrp@@@Z", "FxPkgPnp::_PnpStartDevice"),
+        ("??0FxPkgPnp@@IEAA@PEAU_FX_DRIVER_GLOBALS@@@Z", "FxPkgPnp::FxPkgPnp"),
+        ("??1FxObject@@UEAA@XZ", "FxObject::~FxObject"),
+        ("??_7FxDevice@@6B@", "FxDevice::`vftable'"),
+        ("??_C@_02LMMGGCAJ@?3?5@", "`string'"),
+        ("?Get@?$Foo@H@@QAEHXZ", "?Get@?$Foo@H@@QAEHXZ"),  # templates stay mangled
+        ("?Invoke@1@QAE", "?Invoke@1@QAE"),  # dangling back-reference
+    ],
+)
+def test_undecorate_msvc(raw, shown):
+    assert undecorate_msvc(raw) == shown
+    assert undecorate_c(raw, "x86") == shown

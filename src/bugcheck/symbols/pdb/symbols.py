@@ -48,8 +48,69 @@ class PublicRecord:
     flags: int
 
 
+_SPECIAL = {"0": None, "1": None, "_7": "`vftable'", "_8": "`vbtable'"}
+
+
+def undecorate_msvc(name: str) -> str:
+    """The qualified name WinDbg shows for a simple MSVC-mangled name, else the name unchanged.
+
+    Handles ``?Fn@Class@Ns@@...`` (with name back-references), constructors,
+    destructors and vftables; templates and operators are left mangled.
+    """
+    if name.startswith("??_C@"):
+        return "`string'"
+    if not name.startswith("?") or len(name) > 4096:
+        return name
+    pos = 1
+    special = None
+    if name.startswith("??"):
+        for code in ("_7", "_8", "0", "1"):
+            if name.startswith(code, 2):
+                special = code
+                pos = 2 + len(code)
+                break
+        else:
+            return name
+    parts: list[str] = []
+    seen: list[str] = []
+    while pos < len(name):
+        if name[pos] == "@":
+            break
+        if name[pos].isdigit():
+            k = int(name[pos])
+            if k >= len(seen):
+                return name
+            parts.append(seen[k])
+            pos += 1
+            continue
+        if name[pos] == "?":
+            return name  # template or nested special name
+        end = name.find("@", pos)
+        if end < 0:
+            return name
+        frag = name[pos:end]
+        if not frag.replace("_", "a").replace("$", "a").isalnum():
+            return name
+        parts.append(frag)
+        if len(seen) < 10:
+            seen.append(frag)
+        pos = end + 1
+    if not parts:
+        return name
+    scopes = parts[::-1]
+    if special is None:
+        return "::".join(scopes)
+    if special == "0":
+        return "::".join(scopes + [scopes[-1]])
+    if special == "1":
+        return "::".join(scopes + ["~" + scopes[-1]])
+    return "::".join(scopes + [_SPECIAL[special]])
+
+
 def undecorate_c(name: str, machine: str) -> str:
     """WinDbg's display of an x86 C name: ``_Name@12``/``@Name@8``/``_Name`` -> ``Name``."""
+    if name.startswith("?"):
+        return undecorate_msvc(name)
     if machine != "x86" or not name or name[0] not in "_@":
         return name
     base = name[1:]

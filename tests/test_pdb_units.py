@@ -44,7 +44,7 @@ def test_vector_and_scalar_rva_agree_with_omap():
         ("_KeBugCheckEx@20", "x86", "KeBugCheckEx"),
         ("@KfRaiseIrql@4", "x86", "KfRaiseIrql"),
         ("_PsInitialSystemProcess", "x86", "PsInitialSystemProcess"),
-        ("?Foo@@YAXXZ", "x86", "?Foo@@YAXXZ"),
+        ("?Foo@@YAXXZ", "x86", "Foo"),
         ("_KeBugCheckEx", "x64", "_KeBugCheckEx"),
         ("_", "x86", "_"),
     ],

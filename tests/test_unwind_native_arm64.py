@@ -180,3 +180,34 @@ def test_leaf_uses_lr(dll):
         {"pc": 0x10, "sp": S0, "lr": RET}, lambda a, n: b"", ImageLookup([(dll.image_base, dll)])
     )
     assert res.method == "leaf" and res.context["pc"] == RET and res.context["sp"] == S0
+
+
+@pytest.mark.skipif(shutil.which("llvm-readobj") is None, reason="llvm-readobj not installed")
+def test_pdata_fields_agree_with_llvm_readobj(dll):
+    import re
+
+    out = subprocess.run(["llvm-readobj", "--unwind", dll.path], capture_output=True, text=True, timeout=60).stdout
+    blocks = re.findall(r"RuntimeFunction \{\n(.*?)\n  \}(?=\n)", out, re.S)
+    assert len(blocks) == len(dll.arm64_functions)
+    by_begin = {dll.image_base + f.begin: f for f in dll.arm64_functions}
+    for b in blocks:
+
+        def field(name, text=b):
+            return re.search(rf"\b{name}: (\S+)", text).group(1)
+
+        f = by_begin[int(field("Function"), 16)]
+        if "ExceptionRecord" in b:
+            xd = f.xdata
+            assert f.packed is None and dll.image_base + f.xdata_rva == int(field("ExceptionRecord"), 16)
+            assert xd.function_length == int(field("FunctionLength"))
+            assert xd.e == (field("EpiloguePacked") == "Yes")
+            if xd.e:
+                assert xd.single_epilog_index == int(field("EpilogueOffset"))
+            assert len(xd.codes) == int(field("ByteCodeLength"))
+        else:
+            p = f.packed
+            assert p.function_length == int(field("FunctionLength"))
+            assert (p.reg_f, p.reg_i, p.cr, p.frame_size) == (
+                int(field("RegF")), int(field("RegI")), int(field("CR")), int(field("FrameSize"))
+            )  # fmt: skip
+            assert p.h == (field("HomedParameters") == "Yes")

@@ -300,3 +300,14 @@ def test_modules_and_contributions_match_pdbutil(path):
         assert [(f"{m.index:04d}", m.name) for m in pdb.dbi.modules] == mods
         ours = [(c.module, c.section, c.offset, c.size) for c in pdb.dbi.contributions]
         assert ours == [tuple(int(x) for x in sc) for sc in scs]
+
+
+@pytest.mark.parametrize("path", PDBS, ids=IDS)
+def test_section_map_matches_pdbutil(path):
+    need_pdbutil()
+    text = pdbutil(str(path), "dump", "-section-map")
+    rows = re.findall(r"frame = (\d+), name = \d+\n\s+class = \d+, offset = (\d+), size = (\d+)", text)
+    with open_pdb(path) as pdb:
+        assert [(e.frame, e.offset, e.length) for e in pdb.dbi.section_map] == [
+            tuple(map(int, r)) for r in rows
+        ]

@@ -213,3 +213,27 @@ def test_leaf_without_pdata(dll):
     m.store(S0, RET, 8)
     res = virtual_unwind(m.regs, m.read, ImageLookup([(dll.image_base, dll)]))
     assert res.method == "leaf" and res.context["rip"] == RET and res.context["rsp"] == S0 + 8
+
+
+@pytest.mark.skipif(shutil.which("llvm-readobj") is None, reason="llvm-readobj not installed")
+def test_exports_agree_with_llvm_readobj(dll):
+    import re
+
+    out = subprocess.run(
+        ["llvm-readobj", "--coff-exports", dll.path], capture_output=True, text=True, timeout=60
+    )
+    ref = {
+        int(o): (n or None, int(r, 16))
+        for o, n, r in re.findall(r"Ordinal: (\d+)\n\s+Name: (\S*)\n\s+RVA: (0x[0-9A-F]+)", out.stdout)
+    }
+    ours = {e.ordinal: e for e in dll.exports}
+    assert set(ours) == set(ref)
+    for ordinal, (name, rva) in ref.items():
+        e = ours[ordinal]
+        assert e.name == name
+        if e.forwarder:
+            assert e.rva == 0 and e.forwarder == "ntdll.RtlUnwind" and name == "Forwarded"
+            assert dll.read(rva, len(e.forwarder)) == e.forwarder.encode()
+        else:
+            assert e.rva == rva
+    assert ours[40].name is None and ours[40].rva == next(x.rva for x in dll.exports if x.name == "f_large")

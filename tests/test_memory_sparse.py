@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bugcheck.errors import MemoryNotPresent
 from bugcheck.memory.physical import BitmapPhysicalMemory, RunPhysicalMemory
@@ -88,3 +90,31 @@ def test_bitmap_physical_memory_rank_mapping():
         (3 * page, True, 2 * page),
         (5 * page, False, page),
     ]
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 200), st.integers(0, 40), st.integers(0, 255)),
+        max_size=30,
+    )
+)
+@settings(max_examples=200, deadline=None)
+def test_sparse_matches_byte_model(specs):
+    """Bulk construction, incremental add and a per-byte model agree: earlier blocks win."""
+    blocks = [Block(a, n, bytes([v]) * n, 0, f"b{i}") for i, (a, n, v) in enumerate(specs)]
+    model: dict[int, int] = {}
+    for a, n, v in specs:
+        for x in range(a, a + n):
+            model.setdefault(x, v)
+    bulk = SparseMemory(blocks)
+    inc = SparseMemory()
+    for b in blocks:
+        inc.add(b)
+    want = bytes(model.get(x, 0xAA) for x in range(260))
+    want_holes = [x for x in range(260) if x not in model]
+    for mem in (bulk, inc):
+        data, holes = mem.read_padded(0, 260, fill=0xAA)
+        assert data == want
+        assert [x for s, n in holes for x in range(s, s + n)] == want_holes
+        segs = mem.segments()
+        assert all(a.end <= b.address for a, b in zip(segs, segs[1:], strict=False))

@@ -324,7 +324,6 @@ def _sizes(t: TriageInfo, r: _Reader) -> None:
 
 def build_sparse(t: TriageInfo, buf, header, ptr: int, mask: int) -> SparseMemory:
     """Lay every captured region at its virtual address; snapshots win over generic blocks."""
-    mem = SparseMemory(address_bits=64 if header.is_64bit else 32)
     r = _Reader(buf, None)
     kd = t.kd_debugger_data or {}
 
@@ -344,19 +343,19 @@ def build_sparse(t: TriageInfo, buf, header, ptr: int, mask: int) -> SparseMemor
     if t.thread_size and apc_off is not None and apc_off + ptr <= t.thread_size:
         t.process_address = rd(t.thread_offset, apc_off, ptr)
 
-    # The stack and the debugger data block first: they are the crash-time copies.
+    # The crash-time copies first (they win where blocks overlap), then the generic data blocks.
+    blocks = []
     if t.size_of_call_stack and r.ok(t.call_stack_offset, t.size_of_call_stack):
-        mem.add(Block(t.top_of_stack, t.size_of_call_stack, buf, t.call_stack_offset, "call stack"))
+        blocks.append(Block(t.top_of_stack, t.size_of_call_stack, buf, t.call_stack_offset, "call stack"))
     if t.thread_address and t.thread_size:
-        mem.add(Block(t.thread_address, t.thread_size, buf, t.thread_offset, "thread"))
+        blocks.append(Block(t.thread_address, t.thread_size, buf, t.thread_offset, "thread"))
     if t.process_address and t.process_size:
-        mem.add(Block(t.process_address, t.process_size, buf, t.process_offset, "process"))
+        blocks.append(Block(t.process_address, t.process_size, buf, t.process_offset, "process"))
     if t.data_page_address and r.ok(t.data_page_offset, t.data_page_size):
-        mem.add(Block(t.data_page_address, t.data_page_size, buf, t.data_page_offset, "data page"))
-    for b in t.data_blocks:
-        mem.add(Block(b.address, b.size, buf, b.offset, "data block"))
+        blocks.append(Block(t.data_page_address, t.data_page_size, buf, t.data_page_offset, "data page"))
+    blocks.extend(Block(b.address, b.size, buf, b.offset, "data block") for b in t.data_blocks)
     if header.kd_debugger_data_block and r.ok(t.debugger_data_offset, t.debugger_data_size):
-        mem.add(
+        blocks.append(
             Block(
                 header.kd_debugger_data_block,
                 t.debugger_data_size,
@@ -365,6 +364,7 @@ def build_sparse(t: TriageInfo, buf, header, ptr: int, mask: int) -> SparseMemor
                 "debugger data",
             )
         )
+    mem = SparseMemory(blocks, address_bits=64 if header.is_64bit else 32)
 
     # The PRCB's own address: KiProcessorBlock[number] if that pointer was captured,
     # else a captured block holding an identical copy.

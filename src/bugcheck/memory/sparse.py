@@ -8,6 +8,7 @@ address outside every block is a hole, exactly like an unmapped page.
 
 from __future__ import annotations
 
+import heapq
 from bisect import bisect_right
 from dataclasses import dataclass
 
@@ -48,12 +49,58 @@ class SparseMemory(AddressSpace):
         self._starts: list[int] = []
         self._segs: list[Block] = []
         self.blocks: list[Block] = []
+        self._bulk(list(blocks))
+
+    def _bulk(self, blocks: list[Block]) -> None:
+        """Build the segments of many blocks at once: a sweep over their edges, O(n log n).
+
+        Between two consecutive edges the winner is the earliest-given block
+        covering that span (a heap keyed by position in ``blocks``).
+        """
+        items = []
         for b in blocks:
-            self.add(b)
+            if b.size <= 0:
+                continue
+            start = b.address & self._mask
+            end = min(start + b.size, self._mask + 1)
+            if end > start:
+                self.blocks.append(b)
+                items.append((start, end, len(items), b))
+        if not items:
+            return
+        items.sort(key=lambda t: t[0])
+        edges = sorted({t[0] for t in items} | {t[1] for t in items})
+        heap: list[tuple[int, int, int, Block]] = []  # (priority, end, start, block)
+        nxt = 0
+        segs: list[Block] = []
+        for i in range(len(edges) - 1):
+            x, y = edges[i], edges[i + 1]
+            while nxt < len(items) and items[nxt][0] <= x:
+                st, en, prio, b = items[nxt]
+                heapq.heappush(heap, (prio, en, st, b))
+                nxt += 1
+            while heap and heap[0][1] <= x:
+                heapq.heappop(heap)
+            if not heap:
+                continue
+            _, _, st, b = heap[0]
+            if (
+                segs
+                and segs[-1].end == x
+                and segs[-1].data is b.data
+                and segs[-1].source == b.source
+                and (segs[-1].offset + segs[-1].size == b.offset + (x - st))
+            ):
+                last = segs[-1]
+                segs[-1] = Block(last.address, last.size + (y - x), last.data, last.offset, last.source)
+            else:
+                segs.append(Block(x, y - x, b.data, b.offset + (x - st), b.source))
+        self._segs = segs
+        self._starts = [sg.address for sg in segs]
 
     # Building -----------------------------------------------------------------
     def add(self, block: Block) -> None:
-        """Insert ``block``, keeping only the parts not already covered by earlier blocks."""
+        """Insert ``block`` after construction, keeping only the parts not already covered."""
         if block.size <= 0:
             return
         start = block.address & self._mask

@@ -103,10 +103,10 @@ def _try_epilog(regs, read_code: ReadFn, read: ReadFn, base: int, func: RuntimeF
     # 1. An optional stack release: add rsp, imm / lea rsp, [rsp|fp + disp].
     rex = code[0] if code[0] & 0xF0 == 0x40 else 0
     p = 1 if rex else 0
-    if rex & 0xF8 == 0x48 and code[p] == 0x83 and code[p + 1] == 0xC4:
+    if rex == 0x48 and code[p] == 0x83 and code[p + 1] == 0xC4:  # (REX.B would make it r12)
         rsp = rsp + int.from_bytes(code[p + 2 : p + 3], "little", signed=True)
         i = p + 3
-    elif rex & 0xF8 == 0x48 and code[p] == 0x81 and code[p + 1] == 0xC4:
+    elif rex == 0x48 and code[p] == 0x81 and code[p + 1] == 0xC4:
         rsp = rsp + int.from_bytes(code[p + 2 : p + 6], "little", signed=True)
         i = p + 6
     elif rex & 0xF8 == 0x48 and code[p] == 0x8D:

@@ -62,7 +62,7 @@ class Arm64Function:
         if self.xdata_rva is None:
             return None
         if self._xdata is None:
-            self._xdata = decode_xdata(self.xdata_rva, self._image.read)
+            self._xdata = decode_xdata(self.xdata_rva, self._image.read, getattr(self._image, "path", None))
         return self._xdata
 
 
@@ -78,7 +78,7 @@ def decode_packed(raw: int) -> Packed:
     )
 
 
-def decode_xdata(rva: int, read) -> XData:
+def decode_xdata(rva: int, read, path: str | None = None) -> XData:
     try:
         (w0,) = struct.unpack("<I", read(rva, 4))
         pos = rva + 4
@@ -108,7 +108,7 @@ def decode_xdata(rva: int, read) -> XData:
             (xd.handler_rva,) = struct.unpack("<I", read(pos, 4))
         return xd
     except struct.error:
-        raise BadFileError(None, f"truncated ARM64 unwind data at RVA {rva:#x}") from None
+        raise BadFileError(path, f"truncated ARM64 unwind data at RVA {rva:#x}") from None
 
 
 def parse_pdata(data: bytes, image) -> list[Arm64Function]:

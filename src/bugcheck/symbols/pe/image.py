@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 
+import numpy as np
+
 from bugcheck.errors import BadFileError, MemoryNotPresent
 
 from . import arm64
@@ -453,22 +455,32 @@ class PeImage:
 
     # ---- .pdata -------------------------------------------------------------------------------
     @cached_property
-    def runtime_functions(self) -> list[RuntimeFunction]:
-        """x64 RUNTIME_FUNCTIONs sorted by begin (ARM64 images: see ``arm64_functions``)."""
+    def _pdata_table(self):
+        """The x64 .pdata as a sorted (n, 3) uint32 array [begin, end, unwind]: one numpy pass."""
+        empty = np.zeros((0, 3), dtype=np.uint32)
         if self.machine != MACHINE_AMD64:
-            return []
+            return empty
         rva, size = self.directory(DIR_EXCEPTION)
         if not rva or not size:
-            return []
+            return empty
         size = min(size, MAX_PDATA_BYTES) // 12 * 12
         try:
             data, holes = self._read_table(rva, size)
         except BadFileError:
             raise self._bad("exception directory lies outside the image") from None
-        funcs = [f for f in parse_runtime_functions_all(data, holes, rva) if f.begin < f.end]
-        funcs.sort(key=lambda f: f.begin)
-        self._pdata_begins = [f.begin for f in funcs]
-        return funcs
+        table = np.frombuffer(data, dtype="<u4").reshape(-1, 3)
+        keep = table[:, 0] < table[:, 1]
+        for start, n in holes:  # entries touching an absent range are left out
+            first = max(0, (start - rva) // 12)
+            last = min(len(table), (start + n - rva + 11) // 12)
+            keep[first:last] = False
+        table = table[keep]
+        return table[np.argsort(table[:, 0], kind="stable")]
+
+    @cached_property
+    def runtime_functions(self) -> list[RuntimeFunction]:
+        """x64 RUNTIME_FUNCTIONs sorted by begin (ARM64 images: see ``arm64_functions``)."""
+        return [RuntimeFunction(int(b), int(e), int(u)) for b, e, u in self._pdata_table.tolist()]
 
     def lookup_function(self, rva: int):
         """The .pdata entry covering ``rva`` (x64 RuntimeFunction or arm64.Arm64Function), or None."""
@@ -478,13 +490,16 @@ class PeImage:
             if i >= 0 and funcs[i].contains(rva):
                 return funcs[i]
             return None
-        funcs = self.runtime_functions
-        i = bisect.bisect_right(getattr(self, "_pdata_begins", []), rva) - 1
+        table = self._pdata_table
+        if not 0 <= rva < 1 << 32:
+            return None
+        i = int(np.searchsorted(table[:, 0], rva, side="right")) - 1
         # Entries never overlap in linker output from MSVC; clang's chained fragments do nest
         # inside their parent, so look a few entries back before giving up.
         for j in range(i, max(i - 4, -1), -1):
-            if funcs[j].contains(rva):
-                return funcs[j]
+            b, e, u = (int(v) for v in table[j])
+            if b <= rva < e:
+                return RuntimeFunction(b, e, u)
         return None
 
     def unwind_info(self, func: RuntimeFunction | int, follow_chain: bool = True) -> UnwindInfo:
@@ -523,7 +538,6 @@ class PeImage:
 
     def close(self) -> None:
         if isinstance(self.reader, FileReader):
-            self.__dict__.pop("exports", None)
             self.reader.close()
 
     def __enter__(self):
@@ -540,18 +554,6 @@ class PeImage:
 
 def _in_holes(holes, start: int, n: int) -> bool:
     return any(h < start + n and start < h + hn for h, hn in holes)
-
-
-def parse_runtime_functions_all(data: bytes, holes=(), rva: int = 0) -> list[RuntimeFunction]:
-    """Every non-empty entry; entries touching an absent range (memory images) are left out."""
-    out = []
-    for i in range(len(data) // 12):
-        if holes and _in_holes(holes, rva + 12 * i, 12):
-            continue
-        b, e, u = struct.unpack_from("<III", data, i * 12)
-        if b or e or u:
-            out.append(RuntimeFunction(b, e, u))
-    return out
 
 
 __all__ = ["PeImage", "Section", "Export", "DebugEntry", "CodeView", "parse_runtime_functions"]

@@ -43,6 +43,12 @@ def test_prompt_completion_ctrl_c_and_quit(tmp_path):
     child.send("\r")
     child.expect("Bugcheck code 1000007E")
     child.expect(f"{cpu}: kd>")
+    # after the command name, tab completes module and symbol names
+    child.send("? amdpp\t")
+    child.expect("m!")
+    child.send("\x7f\r")  # drop the '!' the completion added: the module name alone is its base
+    child.expect("Evaluate expression: -?\\d+ = fffff804`8b580000")
+    child.expect(f"{cpu}: kd>")
     # Ctrl-C at the prompt drops the line, not the session
     child.send("db garbage")
     child.sendcontrol("c")

@@ -24,7 +24,7 @@ from bugcheck.dumpfile.header import (
     parse_header32,
     parse_header64,
 )
-from bugcheck.dumpfile.kddebugger import parse_kddebugger_data
+from bugcheck.dumpfile.kddebugger import decode_kddebugger_data, parse_kddebugger_data
 from bugcheck.dumpfile.kinds import DumpKind
 from bugcheck.dumpfile.triage import TriageInfo, build_sparse, parse_triage
 from bugcheck.errors import BadFileError, BugcheckError, MemoryNotPresent, UnsupportedFormatError
@@ -242,6 +242,28 @@ class DumpFile:
         if holes and holes[0][0] < va + 0x20:
             return None
         return parse_kddebugger_data(raw)
+
+    def decode_kd_debugger_data(self, wait_never: int, wait_always: int, encoded_flag_address: int):
+        """Decode an encoded KdDebuggerDataBlock with values from kernel symbols and cache the result.
+
+        Returns the parsed dict, or None when the decoded block still lacks the
+        'KDBG' tag (wrong keys, or the block is not in the dump).
+        """
+        va = self.header.kd_debugger_data_block
+        if not va or self.triage is not None:
+            return self.kd_debugger_data
+        raw, holes = self.virtual.read_padded(va, 0x400)
+        if holes and holes[0][0] < va + 0x20:
+            return None
+        if holes:
+            raw = raw[: holes[0][0] - va]
+        parsed = parse_kddebugger_data(
+            decode_kddebugger_data(raw, wait_never, wait_always, encoded_flag_address)
+        )
+        if parsed is not None:
+            self.__dict__["kd_debugger_data"] = parsed
+            self.__dict__.pop("contexts", None)
+        return parsed
 
     # Memory ---------------------------------------------------------------------
     def read_virtual(self, va: int, n: int) -> bytes:

@@ -221,3 +221,48 @@ def parse_kddebugger_data(data: bytes) -> dict[str, int] | None:
             break
         out[name] = struct.unpack_from("<" + code, data, off)[0]
     return out
+
+
+_M64 = (1 << 64) - 1
+
+
+def _rol(v: int, n: int) -> int:
+    n &= 63
+    return ((v << n) | (v >> (64 - n))) & _M64 if n else v
+
+
+def _ror(v: int, n: int) -> int:
+    return _rol(v, 64 - (n & 63))
+
+
+def decode_kddebugger_data(raw: bytes, wait_never: int, wait_always: int, encoded_flag_address: int) -> bytes:
+    """Undo the kernel's KdDebuggerDataBlock obfuscation (Windows 8+ x64, full/bitmap dumps).
+
+    Each 64-bit word was stored as ``bswap(rol(w ^ KiWaitNever, KiWaitNever & 0xFF)
+    ^ &KdpDataBlockEncoded) ^ KiWaitAlways``, so the values of KiWaitNever and
+    KiWaitAlways and the *address* of KdpDataBlockEncoded (all from kernel
+    symbols) are needed. Trailing bytes that do not fill a word are kept as-is.
+    """
+    out = bytearray(raw)
+    for off in range(0, len(raw) - 7, 8):
+        w = int.from_bytes(raw[off : off + 8], "little")
+        w ^= wait_always
+        w = int.from_bytes(w.to_bytes(8, "little"), "big")  # byte swap
+        w ^= encoded_flag_address & _M64
+        w = _ror(w, wait_never & 0xFF)
+        w ^= wait_never
+        out[off : off + 8] = w.to_bytes(8, "little")
+    return bytes(out)
+
+
+def encode_kddebugger_data(raw: bytes, wait_never: int, wait_always: int, encoded_flag_address: int) -> bytes:
+    """The kernel's encoding (inverse of :func:`decode_kddebugger_data`); used by tests and the dump writer."""
+    out = bytearray(raw)
+    for off in range(0, len(raw) - 7, 8):
+        w = int.from_bytes(raw[off : off + 8], "little")
+        w = _rol(w ^ wait_never, wait_never & 0xFF)
+        w ^= encoded_flag_address & _M64
+        w = int.from_bytes(w.to_bytes(8, "little"), "big")
+        w ^= wait_always
+        out[off : off + 8] = w.to_bytes(8, "little")
+    return bytes(out)

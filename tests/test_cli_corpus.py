@@ -173,3 +173,27 @@ def test_broken_pipe_is_quiet():
     )
     assert p.stdout.startswith("Loading Dump File")
     assert "Traceback" not in p.stderr and "BrokenPipe" not in p.stderr
+
+
+def test_ctrl_c_exits_130_without_traceback():
+    import signal
+    import time
+
+    path = corpus_dump("rizin-triage_x64.dmp")
+    p = subprocess.Popen(
+        [sys.executable, "-m", "bugcheck.cli", "--brief", "-c", "db 0 L?1000000", str(path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(2.0)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130
+    assert "Traceback" not in err
+
+
+def test_memory_range_limits():
+    path = corpus_dump("rizin-triage_x64.dmp")
+    r = bugcheck("--brief", "-c", "db 0 L2000000; dd 0 L?4000000", path)
+    assert r.stdout.splitlines() == ["Range error in '0 L2000000'", "Range too large"]

@@ -151,3 +151,13 @@ def test_triage_block_matches_file_bytes():
         == f"{int.from_bytes(raw[:8], 'little') >> 32:08x}`{int.from_bytes(raw[:4], 'little'):08x}"
     )
     assert run(s, "db 10000 L4").endswith("?? ?? ?? ??" + " " * 38 + "????")
+
+
+def test_dyb_and_dp(s):
+    lines = run(s, f"dyb {BASE:x} L4").splitlines()
+    assert lines == [
+        " " * 19 + "76543210 76543210 76543210 76543210",
+        " " * 19 + "-------- -------- -------- --------",
+        "fffff800`62600000  01001101 01011010 10010000 00000000  4d 5a 90 00",
+    ]
+    assert run(s, f"dp {BASE:x} L1") == "fffff800`62600000  00000003`00905a4d"

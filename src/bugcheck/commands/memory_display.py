@@ -11,11 +11,12 @@ from __future__ import annotations
 from bugcheck.commands.registry import Result, command
 from bugcheck.errors import BugcheckError, CommandError, MemoryNotPresent
 
-#: without ``L?`` larger ranges are refused (WinDbg's own limit is 256 MB; text for that much
-#: memory would not fit in RAM, so the plain limit here is 16 MB)
+#: without ``L?`` larger ranges are refused. WinDbg streams its output and allows 256 MB; a
+#: Result holds its text, so the limits here are lower: 16 MB plain, 64 MB with ``L?``.
 _MAX_RANGE = 0x1000000
-#: hard cap with ``L?``: WinDbg's 256 MB
-_MAX_RANGE_FORCED = 0x10000000
+_MAX_RANGE_FORCED = 0x4000000
+#: ranges up to this size also carry their bytes in ``Result.data`` (larger ones: text only)
+_MAX_DATA_ROWS = 0x10000
 
 # unit size, default count, units per line, ascii column
 _FORMATS = {
@@ -24,7 +25,7 @@ _FORMATS = {
     "dd": (4, 0x20, 4, False),
     "dq": (8, 0x10, 2, False),
     "dc": (4, 0x20, 4, True),
-    "dyb": (1, 0x20, 8, True),
+    "dyb": (1, 0x20, 4, False),
 }
 
 
@@ -112,7 +113,7 @@ def render(session, fmt: str, start: int, count: int, *, physical: bool = False)
         if fmt == "dyb":
             body = " ".join("????????" if b is None else f"{b:08b}" for b in chunk)
             hexes = " ".join("??" if b is None else f"{b:02x}" for b in chunk)
-            body = f"{body:<{8 * 9 - 1}}  {hexes}"
+            body = f"{body:<{per_line * 9 - 1}}  {hexes}"
         elif unit == 1:
             parts = ["??" if b is None else f"{b:02x}" for b in chunk]
             body = ""
@@ -134,7 +135,11 @@ def render(session, fmt: str, start: int, count: int, *, physical: bool = False)
         if ascii_col:
             line += sep + "".join(_ascii(b) for b in chunk)
         lines.append(line.rstrip() if not ascii_col else line)
-        rows.append({"address": addr, "hex": "".join("??" if b is None else f"{b:02x}" for b in chunk)})
+        if total <= _MAX_DATA_ROWS:
+            rows.append({"address": addr, "hex": "".join("??" if b is None else f"{b:02x}" for b in chunk)})
+    if fmt == "dyb" and lines:
+        pad = " " * (len(session.hex_addr(start)) + 2) if not physical else " " * 10
+        lines[:0] = [pad + " ".join(["76543210"] * per_line), pad + " ".join(["--------"] * per_line)]
     return lines, rows
 
 
@@ -151,7 +156,14 @@ def _display(session, fmt: str, args: str, physical: bool = False) -> Result:
         session.last_display_command = fmt
     return Result(
         "\n".join(lines),
-        {"format": fmt, "address": start, "unit": unit, "count": count, "physical": physical, "rows": rows},
+        {
+            "format": fmt,
+            "address": start,
+            "unit": unit,
+            "count": count,
+            "physical": physical,
+            "rows": rows if count * unit <= _MAX_DATA_ROWS else None,
+        },
         "bugcheck.memory/1",
     )
 

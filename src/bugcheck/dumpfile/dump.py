@@ -385,10 +385,10 @@ def _open(path: Path, f, buf) -> DumpFile:
 
 
 def _setup_triage(d: DumpFile) -> None:
-    t = parse_triage(d._buf, d.path, d.header, 0)
+    t = parse_triage(d._buf, d.path, d.header)
     d.triage = t
     d._kd_from_triage = t.kd_debugger_data
-    d.virtual = build_sparse(t, d._buf, d.header, d.pointer_size, 0)
+    d.virtual = build_sparse(t, d._buf, d.header, d.pointer_size)
     d.crash_processor = t.processor_number
     d.warnings.extend(t.warnings)
     if t.valid_offset and d.file_size < t.valid_offset + 4:

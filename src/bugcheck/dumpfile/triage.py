@@ -159,7 +159,7 @@ def _utf16(raw: bytes) -> str:
     return raw.decode("utf-16-le", errors="replace").split("\0", 1)[0]
 
 
-def parse_triage(buf, path, header, mask: int) -> TriageInfo:
+def parse_triage(buf, path, header) -> TriageInfo:
     """Decode the triage header and its lists; structural errors raise BadFileError."""
     r = _Reader(buf, path)
     is64 = header.is_64bit
@@ -322,7 +322,7 @@ def _sizes(t: TriageInfo, r: _Reader) -> None:
     t.thread_size = pick(t.thread_offset, "SizeEThread")
 
 
-def build_sparse(t: TriageInfo, buf, header, ptr: int, mask: int) -> SparseMemory:
+def build_sparse(t: TriageInfo, buf, header, ptr: int) -> SparseMemory:
     """Lay every captured region at its virtual address; snapshots win over generic blocks."""
     r = _Reader(buf, None)
     kd = t.kd_debugger_data or {}

@@ -6,6 +6,7 @@ Each returns structured data (modules, symbols, lines) and WinDbg's text for it.
 
 from __future__ import annotations
 
+import bisect
 import re
 from datetime import UTC, datetime
 
@@ -279,16 +280,13 @@ def list_near(session, args: str) -> Result:
     ms = resolver.load(s.module)
     nxt = None
     if ms.symbols is not None:
-        # the next symbol: probe forward from the end of this one
-        probe = s.symbol.rva + max(s.symbol.size, 1)
-        for _ in range(64):
-            cand = ms.symbols.symbol_at(probe)
-            if cand is None:
-                break
-            if cand.rva > s.symbol.rva:
-                nxt = cand
-                break
-            probe = cand.rva + max(cand.size, 1) + 0x10
+        ordered = getattr(ms, "_sorted_symbols", None)
+        if ordered is None:
+            ordered = sorted(ms.symbols.symbols_matching("*"), key=lambda x: x.rva)
+            ms._sorted_symbols = ordered
+        i = bisect.bisect_right([x.rva for x in ordered], s.symbol.rva)
+        if i < len(ordered):
+            nxt = ordered[i]
     here = resolver.symbol_for(address)
     lines = ["Browse module", "Set bu breakpoint", ""]
     line = f"({_hex(session, start)})   {here}"

@@ -188,18 +188,35 @@ class Target:
     def _find_image(self, module: ModuleInfo, ms: ModuleSymbols):
         from bugcheck.symbols.pe import PeImage
 
-        # 1. the dump's own memory
+        # 1. the dump's own memory: used as is only when its headers and debug record are there
+        mem_img = None
         try:
             head = self.dump.read_virtual(module.base, 2)
         except BugcheckError:
             head = b""
         if head == b"MZ":
             try:
-                img = PeImage.from_memory(self.dump.read_virtual, module.base, module.image_name)
-                ms.image_file = "(dump memory)"
-                return img
+                mem_img = PeImage.from_memory(self.dump.read_virtual, module.base, module.image_name)
             except BugcheckError as e:
                 ms.messages.append(f"{module.name}: image header in the dump is unreadable: {e}")
+        if mem_img is not None and getattr(mem_img, "headers_complete", True) and self._has_codeview(mem_img):
+            ms.image_file = "(dump memory)"
+            return mem_img
+        file_img = self._find_image_file(module, ms)
+        if file_img is not None:
+            return file_img
+        if mem_img is not None:
+            ms.image_file = "(dump memory, partial)"
+        return mem_img
+
+    @staticmethod
+    def _has_codeview(img) -> bool:
+        try:
+            return img.codeview is not None
+        except BugcheckError:
+            return False
+
+    def _find_image_file(self, module: ModuleInfo, ms: ModuleSymbols):
         name = _safe_file_name(module.image_name)
         if name is None:
             return None

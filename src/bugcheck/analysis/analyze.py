@@ -1,0 +1,579 @@
+"""``!analyze -v``: find the crash context, walk its stack, blame a frame, name the bucket.
+
+The engine gathers facts into :class:`Analysis` (plain data, JSON-able) and
+renders WinDbg's text from them, so ``--json`` and the text never disagree.
+
+How the crash context is chosen (WinDbg's STACK_COMMAND says which):
+- exception bugchecks that pass a CONTEXT record (0x7E / 0x8E: Arg4, 0x3B:
+  Arg3, and their ``_M`` forms) -> the stack is walked from that context
+  (``.cxr ADDR ; kb``);
+- otherwise the crashing processor's context; when its stack passes through a
+  trap frame (KiPageFault and friends, as for 0xA / 0xD1 / 0x50) the trap frame
+  is shown as TRAP_FRAME and the frames below it come from its registers
+  (``.thread ; .cxr ; kb``).
+
+The culprit is the first frame the triage rules do not ignore (see
+``triage_rules``); a kernel frame without a symbol cannot be judged, so on a
+minidump without kernel symbols the first driver frame is blamed, as WinDbg and
+BlueScreenView do.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from bugcheck.analysis import bucket as bucketing
+from bugcheck.analysis.catalog import lookup, render_bugcheck_box
+from bugcheck.analysis.triage_rules import default_rules, pick_culprit
+from bugcheck.errors import BugcheckError, MemoryNotPresent
+
+SCHEMA = "bugcheck.analysis/1"
+#: what the kernel leaves in header fields it did not set ("PAGE")
+PAGE_FILLER = 0x45474150
+_M = 0x10000000
+#: bugchecks whose arguments point at an exception record and a CONTEXT: code -> (exr arg, cxr arg)
+CONTEXT_RECORD_ARGS = {0x7E: (2, 3), 0x8E: (2, 3), 0x3B: (None, 2)}
+#: what DUMP_FILE_ATTRIBUTES bits mean (only the ones we are sure of)
+DUMP_ATTRIBUTE_NAMES = {0x8: "Kernel Generated Triage Dump"}
+NTSTATUS_NAMES = {
+    0xC0000005: "Access violation",
+    0xC000001D: "Illegal instruction",
+    0xC0000094: "Integer divide-by-zero",
+    0xC0000096: "Privileged instruction",
+    0x80000003: "Break instruction exception",
+    0x80000004: "Single step exception",
+    0xC0000409: "Security check failure or stack buffer overrun",
+    0xC00000FD: "Stack overflow",
+    0xC0000420: "Assertion failure",
+}
+
+
+@dataclass
+class Analysis:
+    bugcheck_code: int
+    args: list[int]
+    name: str | None
+    arg_meanings: list[str]
+    box: str
+    #: ordered (KEY, text lines) pairs of the Debugging Details section
+    fields: list[tuple[str, list[str]]] = field(default_factory=list)
+    frames: list[dict] = field(default_factory=list)
+    culprit: dict | None = None
+    failure_bucket_id: str = ""
+    failure_id_hash: str = ""
+    followup: str = "MachineOwner"
+    stack_command: str = ""
+    warnings: list[str] = field(default_factory=list)
+    elapsed_ms: int = 0
+
+    def field_value(self, key: str) -> str | None:
+        for k, lines in self.fields:
+            if k == key:
+                return "\n".join(lines)
+        return None
+
+    def to_dict(self) -> dict:
+        return {
+            "bugcheck": {
+                "code": self.bugcheck_code,
+                "name": self.name,
+                "args": self.args,
+                "arg_meanings": self.arg_meanings,
+            },
+            "fields": {k: "\n".join(v) for k, v in self.fields},
+            "stack": self.frames,
+            "culprit": self.culprit,
+            "failure_bucket_id": self.failure_bucket_id,
+            "failure_id_hash": self.failure_id_hash,
+            "followup": self.followup,
+            "stack_command": self.stack_command,
+            "warnings": self.warnings,
+            "elapsed_ms": self.elapsed_ms,
+        }
+
+    def text(self, verbose: bool = True) -> str:
+        out = [self.box.rstrip("\n"), ""]
+        out.extend(self.warnings)
+        if self.warnings:
+            out.append("")
+        if not verbose:
+            out.append(f"FAILURE_BUCKET_ID:  {self.failure_bucket_id}")
+            if self.culprit:
+                out.append(f"MODULE_NAME: {self.culprit.get('module') or ''}")
+                out.append(f"IMAGE_NAME:  {self.culprit.get('image_name') or ''}")
+            out.append(f"Followup:     {self.followup}")
+            out.append("---------")
+            return "\n".join(out)
+        out += ["Debugging Details:", "------------------", "", ""]
+        for key, lines in self.fields:
+            sep = " " if key in _ONE_SPACE else "  "
+            if key == "KEY_VALUES_STRING":
+                out.append(f"{key}: {lines[0]}")
+                out.extend(lines[1:])
+            elif key in _BLOCK_FIELDS:
+                out.append(f"{key}:{sep}{lines[0]}")
+                out.extend(lines[1:])
+            elif key == "STACK_TEXT":
+                out.append("STACK_TEXT:  ")
+                out.extend(lines)
+            else:
+                out.append(f"{key}:{sep}{lines[0] if lines else ''}")
+                out.extend(lines[1:])
+            out.append("")
+        out.append(f"Followup:     {self.followup}")
+        out.append("---------")
+        return "\n".join(out)
+
+
+_ONE_SPACE = {
+    "BUGCHECK_P1",
+    "BUGCHECK_P2",
+    "BUGCHECK_P3",
+    "BUGCHECK_P4",
+    "MODULE_NAME",
+    "DUMP_FILE_ATTRIBUTES",
+}
+_BLOCK_FIELDS = {"TRAP_FRAME", "CONTEXT", "EXCEPTION_RECORD"}
+
+
+# -- helpers ---------------------------------------------------------------------------------
+def _hex_bt(v: int | None, ps: int = 8) -> str:
+    if v is None:
+        return "????????`????????" if ps == 8 else "????????"
+    if ps == 4:
+        return f"{v & 0xFFFFFFFF:08x}"
+    return f"{(v >> 32) & 0xFFFFFFFF:08x}`{v & 0xFFFFFFFF:08x}"
+
+
+def _read_context_record(dump, address: int):
+    from bugcheck.dumpfile.context import Context
+
+    size = Context.size_for(dump.machine)
+    data = dump.read_virtual(address, size)
+    return Context.parse(dump.machine, data)
+
+
+def _read_exception_record(dump, address: int) -> dict:
+    from bugcheck.dumpfile.header import ExceptionRecord
+
+    if dump.pointer_size == 8:
+        rec = ExceptionRecord.parse64(dump.read_virtual(address, 0x98), 0)
+    else:
+        rec = ExceptionRecord.parse32(dump.read_virtual(address, 0x50), 0)
+    return {
+        "code": rec.code,
+        "flags": rec.flags,
+        "address": rec.address,
+        "parameters": list(rec.parameters),
+    }
+
+
+#: _KTRAP_FRAME members -> WinDbg register names (volatile registers and the machine frame)
+_TRAP_FIELDS = {
+    "Rax": "rax", "Rcx": "rcx", "Rdx": "rdx", "R8": "r8", "R9": "r9", "R10": "r10", "R11": "r11",
+    "Rbp": "rbp", "Rip": "rip", "Rsp": "rsp", "EFlags": "efl", "SegCs": "cs", "SegSs": "ss",
+}  # fmt: skip
+
+
+def read_trap_frame(kernel, address: int) -> dict[str, int] | None:
+    """Registers saved in a ``_KTRAP_FRAME`` (by member name); the others read as zero, as in WinDbg."""
+    try:
+        from bugcheck.stack.trapframe import trap_frame_registers  # the stack layer's reader, when present
+    except ImportError:
+        trap_frame_registers = None
+    if trap_frame_registers is not None:
+        try:
+            regs = trap_frame_registers(kernel, address)
+            if regs:
+                return regs
+        except (BugcheckError, TypeError):
+            pass
+    t = kernel.types.get("_KTRAP_FRAME") if kernel is not None else None
+    if t is None:
+        return None
+    from bugcheck.kernel.typed import StructView
+
+    v = StructView(kernel.memory, address, t, kernel.types)
+    regs = {n: 0 for n in ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp", "rip")}
+    regs.update({f"r{i}": 0 for i in range(8, 16)})
+    for member, reg in _TRAP_FIELDS.items():
+        val = v.field_or(member)
+        if val is not None:
+            regs[reg] = val
+    return regs
+
+
+def _os_fields(session, dump) -> list[tuple[str, list[str]]]:
+    lab = None
+    try:
+        from bugcheck.commands.target import build_lab
+
+        lab = build_lab(session)
+    except Exception:  # noqa: BLE001 - the build lab is optional decoration
+        lab = None
+    build = dump.header.minor_version
+    revision = "0"
+    branch = None
+    if lab:
+        parts = lab.split(".")
+        if len(parts) >= 4 and parts[1].isdigit():
+            revision = parts[1]
+            branch = parts[3]
+    major = dump.header.major_version
+    version = f"10.0.{build}.{revision}" if build >= 10240 else f"6.x.{build}.{revision}"
+    if build < 10240:
+        version = {9600: "6.3", 9200: "6.2", 7601: "6.1", 7600: "6.1", 6002: "6.0"}.get(build, "6.x")
+        version = f"{version}.{build}.{revision}"
+    fields = [("OS_VERSION", [version])]
+    if branch:
+        fields.append(("BUILDLAB_STR", [branch]))
+    fields.append(
+        ("OSPLATFORM_TYPE", [{"x64": "x64", "x86": "x86", "arm64": "arm64"}.get(dump.machine, dump.machine)])
+    )
+    fields.append(("OSNAME", [_os_name(build)]))
+    del major
+    return fields
+
+
+def _os_name(build: int) -> str:
+    if build >= 22000:
+        return "Windows 11"
+    if build >= 10240:
+        return "Windows 10"
+    return {9600: "Windows 8.1", 9200: "Windows 8", 7601: "Windows 7", 7600: "Windows 7"}.get(
+        build, "Windows"
+    )
+
+
+def _image_name(target, module) -> str:
+    """WinDbg's IMAGE_NAME: the kernel by its PDB's image name (ntkrnlmp.exe), else the file name."""
+    if module.index == 0:
+        ms = target.resolver.state(module)
+        src = ms.symbols
+        info = getattr(src, "pdb_info", None)
+        if callable(info):
+            info = info()
+        name = None
+        if isinstance(info, tuple) and info:
+            name = info[0]
+        elif ms.symbol_file:
+            name = ms.symbol_file.replace("\\", "/").rsplit("/", 1)[-1].split(".json")[0]
+        if name and name.lower().endswith(".pdb"):
+            return name[:-4] + ".exe"
+        if target.dump.header.number_processors > 1 and module.image_name.lower() == "ntoskrnl.exe":
+            return "ntkrnlmp.exe"
+    return module.image_name
+
+
+def _image_version(target, module) -> str | None:
+    ms = target.resolver.load(module)
+    if ms.image is None:
+        return None
+    try:
+        vi = ms.image.version_info
+    except BugcheckError:
+        return None
+    if vi is None or not vi.file_version_str:
+        return None
+    return vi.file_version_str.split(" ")[0]
+
+
+# -- the engine ------------------------------------------------------------------------------
+def analyze(session, *, rules=None) -> Analysis:
+    t0 = time.perf_counter()
+    dump = session.dump
+    target = session.slot("target")
+    resolver = target.resolver
+    kernel = target.kernel
+    ps = dump.pointer_size
+    code = dump.bugcheck_code
+    args = [int(a) for a in dump.bugcheck_parameters]
+    base_code = code & ~_M if code & _M and lookup(code & ~_M) is not None else code
+    info = lookup(code)
+    meanings = info.arg_meanings(args) if info else ["", "", "", ""]
+    a = Analysis(code, args, info.name if info else None, meanings, render_bugcheck_box(code, args, ps))
+
+    nt = resolver.kernel
+    if nt is not None:
+        nt_state = resolver.load(nt).state
+        if nt_state in ("no symbols", "export symbols"):
+            a.warnings.append(
+                "*** WARNING: Kernel symbols are not loaded: kernel frames show as nt+offset and the "
+                "analysis relies on the drivers on the stack."
+            )
+
+    crash_ctx = session.crash_context
+    fields: list[tuple[str, list[str]]] = []
+    kv = [("Analysis.Elapsed.mSec", None), ("Bugcheck.Code.LegacyAPI", f"{code:#x}")]
+    fields.append(("KEY_VALUES_STRING", ["1", ""]))  # filled at the end
+    fields.append(("BUGCHECK_CODE", [f"{code:x}"]))
+    for i, v in enumerate(args, 1):
+        fields.append((f"BUGCHECK_P{i}", [f"{v:x}"]))
+    attrs = dump.header.attributes
+    if attrs and attrs != PAGE_FILLER:
+        names = [n for bit, n in DUMP_ATTRIBUTE_NAMES.items() if attrs & bit]
+        fields.append(("DUMP_FILE_ATTRIBUTES", [f"{attrs:#x}"] + [f"  {n}" for n in names]))
+
+    # -- the context the stack is taken from
+    walk_ctx = crash_ctx
+    stack_command = ".thread ; .cxr ; kb"
+    exr_args = CONTEXT_RECORD_ARGS.get(base_code & 0xFFFF if base_code < 0x10000 else base_code)
+    exception = None
+    cxr_text: list[str] | None = None
+    if exr_args is not None:
+        exr_i, cxr_i = exr_args
+        if exr_i is not None and args[exr_i]:
+            try:
+                exception = _read_exception_record(dump, args[exr_i])
+                fields.append(("EXCEPTION_RECORD", _exr_lines(session, resolver, args[exr_i], exception, ps)))
+            except BugcheckError as e:
+                a.warnings.append(f"Unable to read the exception record at {args[exr_i]:#x}: {e}")
+        if args[cxr_i]:
+            try:
+                ctx = _read_context_record(dump, args[cxr_i])
+                walk_ctx = ctx
+                stack_command = f".cxr {args[cxr_i]:#x} ; kb"
+                cxr_text = [f"{args[cxr_i]:x} -- (.cxr {args[cxr_i]:#x})"]
+                cxr_text += _register_lines(session, dump, resolver, ctx.regs, trap=False)
+                cxr_text.append("Resetting default scope")
+            except BugcheckError as e:
+                a.warnings.append(f"Unable to read the context record at {args[cxr_i]:#x}: {e}")
+    if cxr_text:
+        fields.append(("CONTEXT", cxr_text))
+
+    proc = _safe(lambda: kernel.current_process())
+    if proc is not None and proc.image_name:
+        fields.append(("PROCESS_NAME", [proc.image_name]))
+
+    # -- addresses the bugcheck names
+    fields.extend(_address_fields(base_code, args, exception))
+
+    irql = _safe(lambda: kernel.processor(kernel.crash_processor).saved_irql)
+    if irql is not None:
+        fields.append(("CURRENT_IRQL", [f"{irql:x}"]))
+
+    if exception is not None:
+        st = exception["code"]
+        fields.append(("EXCEPTION_CODE_STR", [f"{st:x}"]))
+        for i, p in enumerate(exception["parameters"][:2], 1):
+            fields.append((f"EXCEPTION_PARAMETER{i}", [_hex_bt(p, ps)]))
+
+    # -- the stack
+    walk = _walk(dump, resolver, kernel, walk_ctx)
+    frames = walk.frames if walk is not None else []
+    if walk is not None:
+        for w in walk.warnings:
+            if w not in a.warnings:
+                a.warnings.append(w)
+    trap_addr = None
+    if cxr_text is None:
+        for f in frames:
+            if f.trap_frame:
+                trap_addr = f.trap_frame
+                break
+    if trap_addr is not None:
+        regs = read_trap_frame(kernel, trap_addr)
+        if regs is not None:
+            lines = [f"{trap_addr:x} -- (.trap {trap_addr:#x})"]
+            lines += [
+                "NOTE: The trap frame does not contain all registers.",
+                "Some register values may be zeroed or incorrect.",
+            ]
+            lines += _register_lines(session, dump, resolver, regs, trap=True)
+            lines.append("Resetting default scope")
+            fields.append(("TRAP_FRAME", lines))
+    fields.append(
+        ("STACK_TEXT", stack_text(resolver, frames, ps) or ["(no stack frames could be recovered)"])
+    )
+    a.frames = [f.to_dict() for f in frames]
+
+    # -- the culprit
+    rules = rules or default_rules()
+    triples = []
+    symbolized = []
+    for f in frames:
+        s = resolver.symbolize(f.pc)
+        symbolized.append(s)
+        if s.module is None:
+            triples.append((None, None, 0))
+        else:
+            triples.append((s.module.name, s.symbol.name if s.symbol else None, s.displacement))
+    idx = pick_culprit(triples, rules) if triples else None
+    culprit = None
+    if idx is None:
+        culprit = _culprit_from_address(resolver, base_code, args, exception)
+    else:
+        s = symbolized[idx]
+        culprit = (s.module, s.symbol.name if s.symbol else None, s.displacement, idx)
+    if culprit is not None:
+        module, function, offset, frame_index = culprit
+        c = bucketing.Culprit(module.name, function, offset)
+        sym = bucketing.symbol_name(c)
+        fields.append(("SYMBOL_NAME", [sym]))
+        fields.append(("MODULE_NAME", [module.name]))
+        image = _image_name(target, module)
+        fields.append(("IMAGE_NAME", [image]))
+        ver = _image_version(target, module)
+        if ver:
+            fields.append(("IMAGE_VERSION", [ver]))
+        fields.append(("STACK_COMMAND", [stack_command]))
+        fields.append(("BUCKET_ID_FUNC_OFFSET", [bucketing.bucket_id_func_offset(c)]))
+        a.failure_bucket_id = bucketing.failure_bucket_id(code, args, c)
+        owner = rules.owner(module.name, function) or "MachineOwner"
+        a.followup = owner if owner.lower() != "ignore" else "MachineOwner"
+        a.culprit = {
+            "frame": frame_index,
+            "module": module.name,
+            "image_name": image,
+            "function": function,
+            "offset": offset,
+            "symbol_name": sym,
+            "image_version": ver,
+        }
+    else:
+        fields.append(("STACK_COMMAND", [stack_command]))
+        a.failure_bucket_id = bucketing.failure_bucket_id(code, args, None)
+    a.stack_command = stack_command
+    fields.append(("FAILURE_BUCKET_ID", [a.failure_bucket_id]))
+    fields.extend(_os_fields(session, dump))
+    a.failure_id_hash = bucketing.failure_id_hash(a.failure_bucket_id)
+    fields.append(("FAILURE_ID_HASH", [a.failure_id_hash]))
+
+    a.elapsed_ms = int((time.perf_counter() - t0) * 1000)
+    kv[0] = ("Analysis.Elapsed.mSec", str(a.elapsed_ms))
+    kv.append(("Failure.Bucket", a.failure_bucket_id))
+    kv.append(("Failure.Hash", a.failure_id_hash))
+    kv_lines = ["1", ""]
+    for k, v in kv:
+        kv_lines += [f"    Key  : {k}", f"    Value: {v}", ""]
+    fields[0] = ("KEY_VALUES_STRING", kv_lines[:-1])
+    a.fields = fields
+    return a
+
+
+def _safe(fn):
+    try:
+        return fn()
+    except (BugcheckError, AttributeError, TypeError):
+        return None
+
+
+def _walk(dump, resolver, kernel, ctx):
+    try:
+        from bugcheck.stack.walker import walk
+    except ImportError:
+        return None
+    try:
+        return walk(dump, resolver, kernel, ctx)
+    except BugcheckError:
+        return None
+
+
+def _register_lines(session, dump, resolver, regs: dict, trap: bool) -> list[str]:
+    from bugcheck.render.registers import register_block
+
+    lines = list(register_block(regs, dump.machine, trap=trap))
+    pc = regs.get("rip", regs.get("eip", regs.get("pc")))
+    if pc is None:
+        return lines
+    try:
+        from bugcheck.disasm import current_instruction_lines
+
+        def read(addr, n):
+            data, holes = dump.read_virtual_padded(addr, n)
+            if holes:
+                cut = holes[0][0] - addr
+                return data[: max(cut, 0)]
+            return data
+
+        lines += current_instruction_lines(read, regs, dump.machine, resolver.symbol_for)
+    except Exception:  # noqa: BLE001 - disassembly is decoration; the registers stand alone
+        pass
+    return lines
+
+
+def _exr_lines(session, resolver, address: int, exc: dict, ps: int) -> list[str]:
+    where = resolver.symbol_for(exc["address"])
+    where_text = ""
+    if where:
+        mod_sym, _, off = where.partition("+")
+        off_v = int(off, 16) if off else 0
+        where_text = f" ({mod_sym}+0x{off_v:0{ps * 2}x})"
+    name = NTSTATUS_NAMES.get(exc["code"], "")
+    lines = [f"{address:x} -- (.exr {address:#x})"]
+    lines.append(f"ExceptionAddress: {exc['address']:0{ps * 2}x}{where_text}")
+    lines.append(f"   ExceptionCode: {exc['code']:08x}" + (f" ({name})" if name else ""))
+    lines.append(f"  ExceptionFlags: {exc['flags']:08x}")
+    lines.append(f"NumberParameters: {len(exc['parameters'])}")
+    for i, p in enumerate(exc["parameters"]):
+        lines.append(f"   Parameter[{i}]: {p:0{ps * 2}x}")
+    if exc["code"] == 0xC0000005 and len(exc["parameters"]) >= 2:
+        kind = {0: "read from", 1: "write to", 8: "execute"}.get(exc["parameters"][0], "access")
+        lines.append(f"Attempt to {kind} address {exc['parameters'][1]:0{ps * 2}x}")
+    return lines
+
+
+def _address_fields(base_code: int, args: list[int], exception: dict | None) -> list[tuple[str, list[str]]]:
+    """READ_ADDRESS / WRITE_ADDRESS / EXECUTE_ADDRESS where the bugcheck tells which."""
+    out: list[tuple[str, list[str]]] = []
+    if base_code in (0x0A, 0xD1):
+        kind = {0: "READ_ADDRESS", 1: "WRITE_ADDRESS", 8: "EXECUTE_ADDRESS"}.get(
+            args[2] & 0xF, "READ_ADDRESS"
+        )
+        out.append((kind, [f"{args[0]:x}"]))
+    elif base_code == 0x50:
+        kind = {0: "READ_ADDRESS", 1: "WRITE_ADDRESS", 2: "EXECUTE_ADDRESS", 10: "EXECUTE_ADDRESS"}.get(
+            args[1], "READ_ADDRESS"
+        )
+        out.append((kind, [f"{args[0]:x}"]))
+    elif exception is not None and exception["code"] == 0xC0000005 and len(exception["parameters"]) >= 2:
+        kind = {0: "READ_ADDRESS", 1: "WRITE_ADDRESS", 8: "EXECUTE_ADDRESS"}.get(
+            exception["parameters"][0], "READ_ADDRESS"
+        )
+        out.append((kind, [f"{exception['parameters'][1]:x}"]))
+    return out
+
+
+def _culprit_from_address(resolver, base_code: int, args: list[int], exception: dict | None):
+    """With no usable frame, blame the module holding the faulting address the bugcheck names."""
+    candidates = []
+    if exception is not None:
+        candidates.append(exception["address"])
+    if base_code in (0x0A, 0xD1):
+        candidates.append(args[3])
+    elif base_code == 0x50:
+        candidates.append(args[2])
+    elif base_code in (0x1E, 0x7E, 0x8E, 0x3B):
+        candidates.append(args[1])
+    for addr in candidates:
+        s = resolver.symbolize(addr)
+        if s.module is not None:
+            return (s.module, s.symbol.name if s.symbol else None, s.displacement, None)
+    return None
+
+
+def stack_text(resolver, frames, pointer_size: int = 8) -> list[str]:
+    """STACK_TEXT lines: ``Child-SP RetAddr     : Args to Child : Call Site``."""
+    lines = []
+    for f in frames:
+        call_site = f.symbol or resolver.format_address(f.pc)
+        args = (list(f.args) + [None] * 4)[:4]
+        arg_text = " ".join(_hex_bt(v, pointer_size) for v in args)
+        lines.append(
+            f"{_hex_bt(f.sp, pointer_size)} {_hex_bt(f.return_address, pointer_size)}     : {arg_text} : {call_site}"
+        )
+    return lines
+
+
+def run_analyze(session, args: str):
+    """The ``!analyze`` command: ``-v`` (verbose, the default here), ``-brief``/``--brief``."""
+    from bugcheck.commands.registry import Result
+
+    words = args.lower().split()
+    brief = any(w in ("-brief", "--brief") for w in words)
+    try:
+        result = analyze(session)
+    except MemoryNotPresent as e:
+        return Result(f"!analyze: the dump lacks memory the analysis needs ({e})", {"error": str(e)}, SCHEMA)
+    return Result(result.text(verbose=not brief), result.to_dict(), SCHEMA)

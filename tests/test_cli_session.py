@@ -192,3 +192,21 @@ def test_preparse(argv, out, interactive):
         assert got == ["d.dmp"]
     else:
         assert got == out
+
+
+def test_other_processor_of_a_large_triage_dump_uses_its_prcb_context():
+    import bugcheck
+    from corpus import dump as corpus_dump
+
+    d = bugcheck.open(corpus_dump("noamhuang-033124-5078-01.dmp"))
+    s = Session(d)
+    crash_cpu = d.crash_processor
+    assert s.prompt == f"{crash_cpu}: kd> "
+    assert s.evaluate("@rip") == d.crash_context.pc
+    other = 0 if crash_cpu != 0 else 1
+    s.run(f"~{other}s")
+    assert s.prompt == f"{other}: kd> "
+    ctx = s.context
+    assert ctx is not d.crash_context and ctx.pc and ctx.pc != d.crash_context.pc
+    s.run(f"~{crash_cpu}s")
+    assert s.context is d.crash_context

@@ -214,6 +214,7 @@ class Session:
         self.symbols_dir = symbols_dir
         self.noisy = noisy
         self._slots: dict[str, Any] = {}
+        self._cpu_contexts: dict[int, Any] = {}
         self._context = None
         self.context_reason = ""
         cp = getattr(dump, "crash_processor", None)
@@ -295,10 +296,36 @@ class Session:
     # -- register context ------------------------------------------------------------------------
     @property
     def crash_context(self):
+        """The current processor's context as the dump holds it (the crash context on the crashing CPU)."""
+        return self.processor_context(self.processor)
+
+    def processor_context(self, index: int):
         contexts = getattr(self.dump, "contexts", None) or []
-        if 0 <= self.processor < len(contexts) and contexts[self.processor] is not None:
-            return contexts[self.processor]
-        return getattr(self.dump, "crash_context", None)
+        crash_cpu = getattr(self.dump, "crash_processor", None)
+        if len(contexts) > 1 and 0 <= index < len(contexts) and contexts[index] is not None:
+            return contexts[index]
+        if crash_cpu is None or index == crash_cpu:
+            return getattr(self.dump, "crash_context", None)
+        # another processor of a triage dump: its PRCB's saved context, when the PRCB was captured
+        if index in self._cpu_contexts:
+            return self._cpu_contexts[index]
+        ctx = None
+        try:
+            kernel = self.kernel
+            proc = kernel.processor(index) if kernel is not None and hasattr(kernel, "processor") else None
+            prcb = getattr(proc, "prcb", 0)
+            kdd = getattr(self.dump, "kd_debugger_data", None)
+            reader = getattr(self.dump, "_prcb_context", None)
+            if prcb and kdd and callable(reader):
+                ctx = reader(prcb, kdd)
+        except BugcheckError:
+            ctx = None
+        if ctx is None:
+            from bugcheck.dumpfile.context import Context
+
+            ctx = Context(self.machine)  # nothing captured: no register has a value
+        self._cpu_contexts[index] = ctx
+        return ctx
 
     @property
     def context(self):

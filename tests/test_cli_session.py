@@ -177,6 +177,8 @@ def test_default_dump_on_windows(tmp_path, monkeypatch):
     "argv,out,interactive",
     [
         (["-i", "d.dmp"], [], True),
+        (["-i", "d.dmp", "-c", "kv"], [], True),
+        (["-c", "kv", "-i", "d.dmp"], [], True),
         (["shell", "d.dmp"], ["d.dmp"], True),
         (["-i", "c:\\img", "d.dmp"], ["-i", "c:\\img", "d.dmp"], False),
         (["-i", "c:\\img", "-z", "d.dmp"], ["-i", "c:\\img", "-z", "d.dmp"], False),
@@ -188,8 +190,8 @@ def test_preparse(argv, out, interactive):
 
     got, inter = preparse(argv)
     assert inter == interactive
-    if argv[0] == "-i" and interactive:
-        assert got == ["d.dmp"]
+    if "-i" in argv and interactive:
+        assert got == [a for a in argv if a != "-i"]
     else:
         assert got == out
 

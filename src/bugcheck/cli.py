@@ -21,7 +21,7 @@ from bugcheck.errors import BadFileError, BugcheckError
 EXIT_OK, EXIT_USAGE, EXIT_INTERRUPT = 0, 2, 130
 
 #: kd's single-dash long switches and the argparse spelling they map to
-_KD_LONG = {"-logo": "--logo", "-loga": "--loga", "-lines": "--lines"}
+_KD_LONG = {"-logo": "--logo", "-loga": "--loga"}
 
 _USAGE = (
     "bugcheck [-c CMDS] [-y SYMPATH] [-i IMAGEPATH] [-logo FILE | -loga FILE] [-n] [-v]\n"
@@ -86,13 +86,8 @@ def preparse(argv: list[str]) -> tuple[list[str], bool]:
             out.append(_KD_LONG[a])
         elif a == "-i":
             rest = args[i + 1 :]
-            positionals = [x for x in rest if not x.startswith("-")]
-            # an image path needs the dump after it; otherwise -i means "interactive"
-            if len(rest) >= 1 and not rest[0].startswith("-") and len(positionals) >= 2:
-                out += ["-i", rest[0]]
-                i += 2
-                continue
-            if "-z" in rest and rest and not rest[0].startswith("-"):
+            # an image path needs the dump after it (or -z DUMP); otherwise -i means "interactive"
+            if rest and not rest[0].startswith("-") and _dump_follows(rest[1:]):
                 out += ["-i", rest[0]]
                 i += 2
                 continue
@@ -101,6 +96,26 @@ def preparse(argv: list[str]) -> tuple[list[str], bool]:
             out.append(a)
         i += 1
     return out, interactive
+
+
+#: switches that take a value (so their value is not the dump)
+_VALUED = {"-c", "-y", "-i", "-z", "--logo", "--loga", "-logo", "-loga", "--symbols-dir"}
+
+
+def _dump_follows(rest: list[str]) -> bool:
+    """True when ``rest`` still names a dump: a bare positional or ``-z``."""
+    j = 0
+    while j < len(rest):
+        a = rest[j]
+        if a == "-z":
+            return True
+        if a in _VALUED:
+            j += 2
+            continue
+        if not a.startswith("-"):
+            return True
+        j += 1
+    return False
 
 
 def default_dump(windows: bool | None = None) -> tuple[Path | None, str]:

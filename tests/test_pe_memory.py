@@ -151,3 +151,15 @@ def test_images_in_a_real_triage_dump():
     assert nt.directory(3)[1] > 0 and nt.runtime_functions == []  # .pdata not captured
     assert any(start <= nt.directory(3)[0] < start + n for start, n in nt.absent)
     assert nt.lookup_function(0x1000) is None
+
+
+def test_pdb_name_from_codeview_is_a_bare_file_name():
+    from bugcheck.symbols.pe.image import CodeView
+
+    def name(path):
+        return CodeView("RSDS", None, 1, path).pdb_name
+
+    assert name("d:\\os\\obj\\amd64fre\\amdppm.pdb") == "amdppm.pdb"
+    assert name("../../etc/passwd") == "passwd"
+    assert name("C:\\x\\..") == ""
+    assert name("a:b\x01c<>.pdb") == "abc.pdb"

@@ -91,7 +91,9 @@ class CodeView:
     @property
     def pdb_name(self) -> str:
         """Base name only: the path comes from an untrusted file and never becomes a local path."""
-        return self.pdb_path.replace("\\", "/").rsplit("/", 1)[-1]
+        name = self.pdb_path.replace("\\", "/").rsplit("/", 1)[-1]
+        name = "".join(ch for ch in name if ch >= " " and ch not in ':*?"<>|').strip()
+        return "" if name in (".", "..") else name
 
     @property
     def guid_hex(self) -> str:

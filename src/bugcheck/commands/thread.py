@@ -1,0 +1,341 @@
+"""``!thread``: one kernel thread as kd shows it.
+
+:func:`thread_info` gathers every field of the THREAD block into a JSON-able
+dict (``!process`` reuses it for its thread lists); the layout lives in
+:mod:`bugcheck.render.kobjects`. Fields are read by name from the kernel types;
+what the dump lacks prints as kd prints it (``????????``, "Unable to get shared
+data", "Cannot get nt!KeMaximumIncrement value").
+"""
+
+from __future__ import annotations
+
+from bugcheck.commands.registry import Result, command
+from bugcheck.errors import BugcheckError, CommandError, MemoryNotPresent
+from bugcheck.kernel.objects import Process, Thread
+from bugcheck.kernel.typed import StructView
+from bugcheck.render import kobjects as render
+
+#: what kd prints when the kernel's types are missing
+NO_SYMBOLS = "NT symbols are incorrect, please fix symbols"
+
+#: KUSER_SHARED_DATA, where kd reads the current tick count
+SHARED_DATA = {8: 0xFFFFF78000000000, 4: 0xFFDF0000}
+
+#: _DISPATCHER_HEADER.Type values (KOBJECTS) as !thread names a wait object
+OBJECT_KINDS = {
+    0: "NotificationEvent",
+    1: "SynchronizationEvent",
+    2: "Mutant",
+    3: "ProcessObject",
+    4: "QueueObject",
+    5: "Semaphore",
+    6: "ThreadObject",
+    7: "GateObject",
+    8: "NotificationTimer",
+    9: "SynchronizationTimer",
+    0x15: "PriQueueObject",
+    0x18: "Timer2NotificationObject",
+    0x19: "Timer2SynchronizationObject",
+}
+
+#: bound on the wait blocks followed for one thread
+MAX_WAIT_BLOCKS = 64
+
+
+def kernel_or_error(session):
+    """The session's Kernel with its types loaded, or CommandError with kd's message."""
+    try:
+        kernel = session.kernel
+    except BugcheckError:
+        kernel = None
+    if kernel is None or not kernel.types or kernel.types.get("_ETHREAD") is None:
+        raise CommandError(NO_SYMBOLS)
+    return kernel
+
+
+def _read_uint(kernel, address: int | None, size: int) -> int | None:
+    if not address:
+        return None
+    try:
+        return int.from_bytes(kernel.memory.read(address, size), "little")
+    except (MemoryNotPresent, BugcheckError):
+        return None
+
+
+def max_increment(kernel) -> int | None:
+    """nt!KeMaximumIncrement (100 ns per clock tick), None when the dump lacks it."""
+    return _read_uint(kernel, kernel.symbol("KeMaximumIncrement"), 4)
+
+
+def current_tick(kernel) -> tuple[int | None, int]:
+    """(tick count at the crash, address kd reads it from) from KUSER_SHARED_DATA or KeTickCount."""
+    ps = kernel.pointer_size
+    base = SHARED_DATA.get(ps, SHARED_DATA[8])
+    t = kernel.types.get("_KUSER_SHARED_DATA")
+    if t is not None:
+        v = StructView(kernel.memory, base, t, kernel.types)
+        quad = v.field_or("TickCountQuad")
+        if quad is None:
+            low = v.field_or("TickCount.LowPart")
+            high = v.field_or("TickCount.High1Time")
+            quad = None if low is None else low | ((high or 0) << 32)
+        if quad is not None:
+            return quad, base
+    sym = kernel.symbol("KeTickCount")
+    return _read_uint(kernel, sym, 4), base
+
+
+def _image_of(kernel, address: int | None) -> str | None:
+    if not address:
+        return None
+    p = kernel.process(address)
+    return p.image_name if p is not None else None
+
+
+def wait_objects(kernel, t: Thread) -> tuple[list[dict], str | None]:
+    """The objects a waiting thread waits on, from its wait block chain (bounded)."""
+    wb_type = kernel.types.get("_KWAIT_BLOCK")
+    first = t.f("Tcb.WaitBlockList")
+    if wb_type is None or not first:
+        return [], None
+    count = t.f("Tcb.WaitBlockCount")
+    out: list[dict] = []
+    addr = first
+    seen = set()
+    for i in range(MAX_WAIT_BLOCKS):
+        if count is not None and i >= count:
+            break
+        if addr in seen or not addr:
+            break
+        seen.add(addr)
+        wb = StructView(kernel.memory, addr, wb_type, kernel.types)
+        obj = wb.field_or("Object")
+        if obj is None:
+            return out, f"Unable to read wait block at {render.ptr(addr, kernel.pointer_size)}"
+        out.append({"object": obj, "kind": _object_kind(kernel, obj)})
+        if count is not None:
+            addr = addr + wb_type.size
+        else:
+            addr = wb.field_or("NextWaitBlock")
+            if addr == first:
+                break
+    return out, None
+
+
+def _object_kind(kernel, obj: int) -> str:
+    hdr = kernel.types.get("_DISPATCHER_HEADER")
+    if hdr is None:
+        return "????"
+    v = StructView(kernel.memory, obj, hdr, kernel.types)
+    kind = v.field_or("Type")
+    if kind is None:
+        return "Unknown (unreadable object header)"
+    name = OBJECT_KINDS.get(kind & 0x7F)
+    if name is None:
+        return f"Unknown type {kind:#x}"
+    if kind & 0x7F == 5:
+        limit = _read_uint(kernel, obj + hdr.size, 4)
+        return f"Semaphore Limit {'?' if limit is None else hex(limit)}"
+    if kind & 0x7F == 2:
+        mt = kernel.types.get("_KMUTANT")
+        owner = StructView(kernel.memory, obj, mt, kernel.types).field_or("OwnerThread") if mt else None
+        return f"Mutant - owning thread {render.ptr(owner, kernel.pointer_size)}"
+    return name
+
+
+def _state_text(kernel, t: Thread, running_on: int | None) -> str:
+    s = t.state
+    name = t.state_name
+    if s == 5:
+        alertable = "Alertable" if t.f("Tcb.Alertable") else "Non-Alertable"
+        return f"WAIT: ({t.wait_reason}) {t.wait_mode} {alertable}"
+    if s in (1, 2, 3):
+        cpu = running_on
+        if cpu is None:
+            cpu = t.f("Tcb.NextProcessorNumber")
+            if cpu is None:
+                cpu = t.f("Tcb.NextProcessor")
+        if cpu is not None:
+            return f"{name} on processor {cpu:x}"
+    return name
+
+
+def _running_on(kernel, address: int) -> int | None:
+    for p in kernel.processors():
+        if p.current_thread == address:
+            return p.index
+    return None
+
+
+def thread_info(session, kernel, t: Thread, with_stack: bool = True) -> dict:
+    """Every field of kd's THREAD block for ``t`` (None where the dump has no data)."""
+    ps = kernel.pointer_size
+    pid, tid = t.cid
+    running_on = _running_on(kernel, t.address)
+    owner = t.f("Tcb.Process") or t.f("Tcb.ApcState.Process")
+    apc_proc = t.f("Tcb.ApcState.Process")
+    attached = apc_proc if apc_proc and owner and apc_proc != owner else None
+    owner_view = kernel.process(owner) if owner else None
+    device_map = owner_view.f("DeviceMap") if owner_view is not None else None
+    waits, wait_warning = wait_objects(kernel, t) if t.state == 5 else ([], None)
+
+    inc = max_increment(kernel)
+    increment_error = None if inc is not None else "ReadMemory error: Cannot get nt!KeMaximumIncrement value."
+    user_ticks, kernel_ticks = t.f("Tcb.UserTime"), t.f("Tcb.KernelTime")
+
+    def to_100ns(ticks):
+        if ticks is None:
+            return None
+        return ticks * (inc or 0)
+
+    wait_tick = t.f("Tcb.WaitTime")
+    now, shared = current_tick(kernel)
+    ticks = ticks_time = None
+    shared_error = None
+    if now is None:
+        shared_error = f"{render.ptr(shared, ps)}: Unable to get shared data"
+    elif wait_tick is not None:
+        ticks = (now - wait_tick) & 0xFFFFFFFF
+        if ticks and inc:
+            ticks_time = render.tick_span(ticks * inc)
+
+    win32 = t.win32_start_address
+    win32_text = None
+    if win32:
+        name = _symbol(session, win32)
+        win32_text = f"{name} (0x{render.ptr(win32, ps)})" if name else None
+
+    bounds = t.stack_bounds
+    impersonating = t.f("ActiveImpersonationInfo")
+    imp_token = None
+    if impersonating:
+        cs = t.f("ClientSecurity.ImpersonationToken")
+        if cs is None:
+            cs = t.f("ClientSecurity.ImpersonationData")
+        imp_token = (cs & ~7) if cs is not None else 0
+
+    info = {
+        "pointer_size": ps,
+        "address": t.address,
+        "pid": pid,
+        "tid": tid,
+        "teb": t.teb,
+        "win32_thread": t.win32_thread,
+        "state": t.state_name,
+        "state_text": _state_text(kernel, t, running_on),
+        "running_on": running_on,
+        "wait_reason": t.wait_reason if t.state == 5 else None,
+        "wait_objects": waits,
+        "wait_objects_warning": wait_warning,
+        "impersonation_token": imp_token,
+        "device_map": device_map,
+        "owning_process": owner,
+        "owning_image": _image_of(kernel, owner),
+        "attached_process": attached,
+        "attached_image": _image_of(kernel, attached),
+        "wait_start_tick": wait_tick,
+        "current_tick": now,
+        "ticks": ticks,
+        "ticks_time": ticks_time,
+        "shared_data_error": shared_error,
+        "context_switches": t.f("Tcb.ContextSwitches"),
+        "ideal_processor": t.f("Tcb.IdealProcessor"),
+        "user_ticks": user_ticks,
+        "kernel_ticks": kernel_ticks,
+        "max_increment": inc,
+        "increment_error": increment_error,
+        "user_time_100ns": to_100ns(user_ticks),
+        "kernel_time_100ns": to_100ns(kernel_ticks),
+        "start_address": t.start_address,
+        "win32_start_address": win32,
+        "win32_start_text": win32_text,
+        "stack": {**bounds, "call": t.f("Tcb.CallbackStack", 0)},
+        "priority": t.f("Tcb.Priority"),
+        "base_priority": t.f("Tcb.BasePriority"),
+        "priority_decrement": t.f("Tcb.PriorityDecrement"),
+        "io_priority": t.f("ThreadIoPriority"),
+        "page_priority": t.f("ThreadPagePriority"),
+        "frames": None,
+        "stack_note": None,
+        "stack_lines": [],
+    }
+    if with_stack:
+        frames, lines, note = thread_stack(session, kernel, t, running_on)
+        info["frames"], info["stack_lines"], info["stack_note"] = frames, lines, note
+    return info
+
+
+def _symbol(session, address: int) -> str | None:
+    try:
+        return session.symbols.symbol_for(address)
+    except BugcheckError:
+        return None
+
+
+def thread_stack(session, kernel, t: Thread, running_on: int | None):
+    """(frames, text lines, note) for a thread's kernel stack, through the stack layer when present.
+
+    The walker module is optional: until ``bugcheck.stack.walker`` provides a
+    walk from a thread, the thread prints without its stack and ``note`` says why.
+    """
+    try:
+        from bugcheck.stack import walker  # noqa: PLC0415
+    except ImportError:
+        return None, [], "stack walker not available"
+    fn = getattr(walker, "thread_stack", None) or getattr(walker, "walk_thread", None)
+    if fn is None:
+        return None, [], "stack walker has no thread walk"
+    try:
+        result = fn(session, t.address)
+    except (BugcheckError, ValueError) as e:
+        return None, [f"Unable to walk the stack: {e}"], str(e)
+    lines = getattr(result, "lines", None)
+    if callable(lines):
+        lines = lines()
+    frames = getattr(result, "frames", result)
+    if lines is None:
+        render_fn = getattr(walker, "render_frames", None)
+        lines = render_fn(session, frames) if render_fn else []
+    data = getattr(result, "data", None)
+    if callable(data):
+        data = data()
+    return data, list(lines or []), None
+
+
+def parse_thread_args(session, args: str) -> tuple[int | None, int]:
+    toks = args.split()
+    addr = None
+    flags = 0x1F
+    if toks and toks[0] not in ("-1",):
+        addr = session.evaluate(toks[0]) & ((1 << (8 * session.pointer_size)) - 1)
+    if len(toks) > 1:
+        flags = session.evaluate(toks[1])
+    return addr, flags
+
+
+@command("!thread", "Display a kernel thread (ETHREAD) the way kd does")
+def thread_command(session, args: str) -> Result:
+    kernel = kernel_or_error(session)
+    addr, _flags = parse_thread_args(session, args)
+    if addr is None or addr == (1 << (8 * session.pointer_size)) - 1:
+        t = kernel.current_thread(session.processor)
+        if t is None:
+            raise CommandError(f"Unable to get current thread for processor {session.processor}")
+    else:
+        t = kernel.thread(addr)
+        if t is None:
+            raise CommandError(NO_SYMBOLS)
+        hdr_type = t.f("Tcb.Header.Type")
+        if hdr_type is None:
+            raise CommandError(f"{render.ptr(addr, session.pointer_size)}: Unable to get thread contents")
+        if hdr_type & 0x7F != 6:
+            raise CommandError(
+                f"{render.ptr(addr, session.pointer_size)} is not a thread object (type {hdr_type})"
+            )
+    info = thread_info(session, kernel, t)
+    return Result(render.thread_text(info), info, "bugcheck.thread/1")
+
+
+def process_of(kernel, t: Thread) -> Process | None:
+    addr = t.f("Tcb.Process") or t.f("Tcb.ApcState.Process")
+    return kernel.process(addr) if addr else None

@@ -14,6 +14,7 @@ import glob
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 from bugcheck.errors import BadFileError, BugcheckError
@@ -40,10 +41,20 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("-z", dest="dump_z", metavar="DUMP", help="crash dump file (kd spelling)")
     p.add_argument("-c", dest="commands", metavar="CMDS", help='run these commands ("cmd; cmd") and exit')
     p.add_argument("-y", dest="sympath", metavar="SYMPATH", help="symbol search path (srv*CACHE*URL;DIR...)")
-    p.add_argument("-i", dest="image_path", metavar="IMAGEPATH", help="executable image search path")
+    p.add_argument(
+        "-i",
+        dest="image_path",
+        metavar="IMAGEPATH",
+        help="executable image search path (-i with no path before the dump: interactive prompt)",
+    )
     p.add_argument("--logo", metavar="FILE", help="log output to FILE (kd: -logo), overwriting it")
     p.add_argument("--loga", metavar="FILE", help="append output to FILE (kd: -loga)")
-    p.add_argument("-v", "--verbose", action="store_true", help="verbose: report timings and skipped modules")
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="verbose: time each command and name command modules that failed to load (on stderr)",
+    )
     p.add_argument("-n", dest="noisy", action="store_true", help="noisy symbol loading")
     p.add_argument("--offline", action="store_true", help="never contact a symbol server")
     p.add_argument("--symbols-dir", metavar="DIR", help="folder of offline symbol tables (ISF)")
@@ -140,8 +151,9 @@ def default_dump(windows: bool | None = None) -> tuple[Path | None, str]:
 class Output:
     """Where results go: stdout (text or JSON lines) plus the session log."""
 
-    def __init__(self, session, json_mode: bool, echo: bool):
+    def __init__(self, session, json_mode: bool, echo: bool, verbose: bool = False):
         self.session = session
+        self.verbose = verbose
         self.json_mode = json_mode
         self.echo = echo
 
@@ -163,7 +175,10 @@ class Output:
 
         for cmd in split_commands(line):
             prompt = self.session.prompt
+            t0 = time.perf_counter()
             result = self.session.run_one(cmd)
+            if self.verbose:
+                sys.stderr.write(f"bugcheck: '{cmd}' took {time.perf_counter() - t0:.3f} s\n")
             if self.json_mode:
                 self.emit(result, cmd)
             else:
@@ -271,7 +286,7 @@ def _run(args, path: Path, interactive: bool) -> int:
                 session.log_path = log
             except OSError as e:
                 return _fail(log, f"cannot open log file: {e.strerror}")
-        out = Output(session, args.json, echo=not args.brief)
+        out = Output(session, args.json, echo=not args.brief, verbose=args.verbose)
         if args.verbose:
             from bugcheck.commands.session import _BROKEN_MODULES
 

@@ -233,6 +233,13 @@ class Session:
         self.raise_errors = bool(os.environ.get("BUGCHECK_DEBUG"))
         load_commands()
 
+    @classmethod
+    def open(cls, path, **options) -> Session:
+        """Open a dump file and start a session on it (options as for the constructor)."""
+        import bugcheck
+
+        return cls(bugcheck.open(path), **options)
+
     # -- lazily filled slots ---------------------------------------------------------------------
     def _slot(self, name: str, default: Callable[[], Any] | None = None):
         if name not in self._slots:

@@ -126,3 +126,22 @@ def test_missing_frame_register_and_absent_stack():
     )
     assert not res.epilog_checked
     assert (res.context["rbp"], res.context["rip"], res.context["rsp"]) == (0x5555, 0x7777, 0x9010)
+
+
+def test_epilog_with_absent_stack_raises_instead_of_guessing():
+    blob = _info(1, 0, 5, [(5, 2, 3), (1, UWOP_PUSH_NONVOL, 3)])
+    ui = decode_unwind_info(0x1000, _reader(blob))
+    func = RuntimeFunction(0x2000, 0x2100, 0x1000)
+    epilog = bytes.fromhex("4883c420") + b"\x5b\xc3"  # add rsp, 20h; pop rbx; ret
+
+    def absent(va, n):
+        raise MemoryNotPresent(va)
+
+    with pytest.raises(MemoryNotPresent):
+        virtual_unwind({"rip": BASE + 0x2050, "rsp": 0x8000}, absent, lambda a: (BASE, func, ui),
+                       read_code=lambda a, n: (epilog + bytes(64))[:n])  # fmt: skip
+    mem = {0x8020: 0xB0B, 0x8028: 0x1234}
+    res = virtual_unwind({"rip": BASE + 0x2050, "rsp": 0x8000}, lambda va, n: struct.pack("<Q", mem[va]),
+                         lambda a: (BASE, func, ui), read_code=lambda a, n: (epilog + bytes(64))[:n])  # fmt: skip
+    assert res.method == "epilog" and (res.context["rbx"], res.context["rip"], res.context["rsp"]) == (
+        0xB0B, 0x1234, 0x8030)  # fmt: skip

@@ -28,6 +28,7 @@ LookupFn = Callable[[int], "tuple[int, Arm64Function] | None"]
 # Registers saved by pair/single saves, in the order save_next walks them.
 INT_REGS = [f"x{i}" for i in range(19, 29)] + ["fp", "lr"]
 FP_REGS = [f"d{i}" for i in range(8, 16)]
+_VALID = frozenset(INT_REGS + FP_REGS)
 
 
 class UnwindError(BugcheckError):
@@ -257,6 +258,8 @@ def _execute(ops: Iterable[Op], regs: dict[str, int], read: ReadFn, restored: se
                 if start is not None:
                     names = seq[start : start + 2 * (pending_next + 1)]
             pending_next = 0
+            if not _VALID.issuperset(names):
+                raise UnwindError(f"ARM64 unwind code saves a register outside x19-x30/d8-d15: {names}")
             for j, name in enumerate(names):
                 regs[name] = _u64(read, sp + op.offset + 8 * j)
                 restored.add(name)

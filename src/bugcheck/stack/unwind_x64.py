@@ -92,14 +92,15 @@ def _establisher(regs, ui: UnwindInfo, prolog_offset: int) -> int:
     return rsp
 
 
-def _try_epilog(regs, read_code: ReadFn, read: ReadFn, base: int, func: RuntimeFunction, ui: UnwindInfo):
-    """Return (new regs, restored) when RIP is inside an epilog, None when not, or raise MemoryNotPresent."""
+def _try_epilog(regs, read_code: ReadFn, base: int, func: RuntimeFunction, ui: UnwindInfo):
+    """(rsp after the stack release, registers still to pop) when RIP is inside an epilog, else None.
+
+    Only code bytes are read here (absent code raises MemoryNotPresent).
+    """
     rip = regs["rip"]
     code = read_code(rip, 64)
     i = 0
     rsp = regs["rsp"]
-    new = dict(regs)
-    restored: set[str] = set()
     # 1. An optional stack release: add rsp, imm / lea rsp, [rsp|fp + disp].
     rex = code[0] if code[0] & 0xF0 == 0x40 else 0
     p = 1 if rex else 0
@@ -168,15 +169,19 @@ def _try_epilog(regs, read_code: ReadFn, read: ReadFn, base: int, func: RuntimeF
         end_ok = True
     if not end_ok:
         return None
-    if rsp != regs["rsp"]:
-        restored.add("rsp")
+    return rsp, pops
+
+
+def _finish_epilog(regs, read: ReadFn, rsp: int, pops: list[int]):
+    """Run the rest of an epilog: the pops, then the return (stack reads may raise MemoryNotPresent)."""
+    new = dict(regs)
+    restored = {"rip", "rsp"}
     for r in pops:
         new[GPR_NAMES[r]] = _u64(read, rsp)
         restored.add(GPR_NAMES[r])
         rsp = (rsp + 8) & MASK64
     new["rip"] = _u64(read, rsp)
     new["rsp"] = (rsp + 8) & MASK64
-    restored.update(("rip", "rsp"))
     return new, restored
 
 
@@ -209,12 +214,12 @@ def virtual_unwind(
     epilog_checked = True
     if prolog_offset >= ui.size_of_prolog:
         try:
-            hit = _try_epilog(regs, read_code or read, read, base, func, ui)
-        except (MemoryNotPresent, IndexError):
+            hit = _try_epilog(regs, read_code or read, base, func, ui)
+        except (BugcheckError, IndexError):  # code bytes absent or unreadable
             hit = None
             epilog_checked = False
         if hit is not None:
-            new, restored = hit
+            new, restored = _finish_epilog(regs, read, *hit)
             return UnwindResult(new, frozenset(restored), "epilog", establisher, base, func, ui)
 
     new = dict(regs)

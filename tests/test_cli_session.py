@@ -212,3 +212,22 @@ def test_other_processor_of_a_large_triage_dump_uses_its_prcb_context():
     assert ctx is not d.crash_context and ctx.pc and ctx.pc != d.crash_context.pc
     s.run(f"~{crash_cpu}s")
     assert s.context is d.crash_context
+
+
+def test_sub_registers(s):
+    from bugcheck.dumpfile.context import Context
+
+    s.set_context(Context("x64", {"rax": 0x1122334455667788, "r8": 0xAABBCCDDEEFF0011}))
+    assert [s.evaluate(f"@{r}") for r in ("eax", "ax", "al", "ah", "r8d", "r8w", "r8b")] == [
+        0x55667788,
+        0x7788,
+        0x88,
+        0x77,
+        0xEEFF0011,
+        0x0011,
+        0x11,
+    ]
+    s.set_context(Context("x86", {"eax": 0x11223344, "esp": 0x8015_2F00}))
+    assert [s.evaluate(f"@{r}") for r in ("ax", "al", "ah", "sp")] == [0x3344, 0x44, 0x33, 0x2F00]
+    s.set_context(Context("arm64", {"x3": 0x1_0000_0005, "fp": 0x2_0000_0007}))
+    assert (s.evaluate("@w3"), s.evaluate("@w29"), s.evaluate("@x3")) == (5, 7, 0x1_0000_0005)

@@ -45,6 +45,14 @@ for _n in range(8, 16):
     _X64_SUBREGS.update(
         {f"r{_n}d": (f"r{_n}", 0, 32), f"r{_n}w": (f"r{_n}", 0, 16), f"r{_n}b": (f"r{_n}", 0, 8)}
     )
+#: x86: the 16- and 8-bit parts of the 32-bit registers
+_X86_SUBREGS: dict[str, tuple[str, int, int]] = {}
+for _l in "abcd":
+    _X86_SUBREGS.update(
+        {f"{_l}x": (f"e{_l}x", 0, 16), f"{_l}l": (f"e{_l}x", 0, 8), f"{_l}h": (f"e{_l}x", 8, 8)}
+    )
+for _r in ("si", "di", "bp", "sp", "ip"):
+    _X86_SUBREGS[_r] = (f"e{_r}", 0, 16)
 _X64_SUBREGS["eip"] = ("rip", 0, 32)
 _X64_SUBREGS["ip"] = ("rip", 0, 16)
 _X64_SUBREGS["eflags"] = ("efl", 0, 32)
@@ -370,10 +378,18 @@ class Session:
         name = name.lower()
         if name in regs:
             return regs[name]
-        if getattr(ctx, "arch", "x64") == "x64" and name in _X64_SUBREGS:
-            full, shift, bits = _X64_SUBREGS[name]
-            if full in regs:
-                return (regs[full] >> shift) & ((1 << bits) - 1)
+        arch = getattr(ctx, "arch", "x64")
+        sub = None
+        if arch == "x64":
+            sub = _X64_SUBREGS.get(name)
+        elif arch == "x86":
+            sub = _X86_SUBREGS.get(name)
+        elif arch == "arm64" and re.fullmatch(r"w([0-9]|[12][0-9]|30)", name):
+            n = int(name[1:])
+            sub = ({29: "fp", 30: "lr"}.get(n, f"x{n}"), 0, 32)
+        if sub is not None and sub[0] in regs:
+            full, shift, bits = sub
+            return (regs[full] >> shift) & ((1 << bits) - 1)
         return None
 
     def pseudo_register(self, name: str) -> int | None:

@@ -186,7 +186,9 @@ def test_leaf_uses_lr(dll):
 def test_pdata_fields_agree_with_llvm_readobj(dll):
     import re
 
-    out = subprocess.run(["llvm-readobj", "--unwind", dll.path], capture_output=True, text=True, timeout=60).stdout
+    out = subprocess.run(
+        ["llvm-readobj", "--unwind", dll.path], capture_output=True, text=True, timeout=60
+    ).stdout
     blocks = re.findall(r"RuntimeFunction \{\n(.*?)\n  \}(?=\n)", out, re.S)
     assert len(blocks) == len(dll.arm64_functions)
     by_begin = {dll.image_base + f.begin: f for f in dll.arm64_functions}

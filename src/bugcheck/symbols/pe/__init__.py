@@ -1,6 +1,17 @@
 """PE images: headers, sections, exports, debug directory, version resource and ``.pdata``.
 
-``PeImage.from_file(path)`` or ``PeImage.from_memory(read_fn, base)``; see image.py.
+Read with mmap + struct (no third-party PE library), from a file or from dump
+memory, where absent pages shorten tables instead of failing::
+
+    img = PeImage.from_file(path)                    # BadFileError on malformed input
+    img = PeImage.from_memory(dump.read_virtual, base)  # MemoryNotPresent only if headers absent
+    img.machine_name, img.timestamp, img.size_of_image, img.checksum, img.subsystem
+    img.sections, img.exports, img.codeview, img.pdb_key(), img.symbol_key()
+    img.version_info.strings["FileVersion"], img.is_reproducible
+    img.lookup_function(rva) -> RuntimeFunction | arm64.Arm64Function | None
+    img.unwind_info(func) -> UnwindInfo (x64; chained entries in .chained_info)
+
+Executing unwind data is ``bugcheck.stack.unwind_x64`` / ``unwind_arm64``.
 """
 
 from .image import CodeView, DebugEntry, Export, PeImage, Section

@@ -65,3 +65,35 @@ def test_vtop(paged):
     assert r.text.splitlines()[-1] == f"Virtual address {va:x} translates to physical address {pa:x}."
     (r,) = s.run(f"!vtop {layout.directory_table_base:x} 1000")
     assert "translation fails" in r.text
+
+
+def test_x86_dump_prints_32_bit_columns(tmp_path):
+    from bugcheck.commands.target import banner
+
+    path = tmp_path / "x86.dmp"
+    desc = DumpDescription(
+        machine="x86",
+        paging="pae",
+        build=7601,
+        bugcheck_code=0x7F,
+        bugcheck_parameters=(8, 0x80153000, 0, 0),
+        contexts=[{"eip": 0x82A4_1234, "esp": 0x8015_2F00, "ebp": 0x8015_2F40, "ecx": 3}],
+        kd_debugger_data_block=0x82B0_0000,
+        ps_loaded_module_list=0x82A4_0010,
+        ps_active_process_head=0x82A4_0020,
+        mappings={0x82A4_0000: bytes(range(256)) * 0x31},
+        ram_size=40 << 20,
+        system_up_time=1234567890,
+    )
+    write_dump(desc, path, "full")
+    s = Session(bugcheck.open(path))
+    lines = banner(s).text.splitlines()
+    assert "Windows 7 Kernel Version 7601 UP Free x86 compatible" in lines
+    assert "PsLoadedModuleList = 0x82a40010" in lines
+    assert "System Uptime: 0 days 0:02:03.456" in lines
+    out = [r.text for r in s.run(".bugcheck; db 82a40010 L10; dp 82a40000 L2; ? -1; !vtop 0 82a40010")]
+    assert out[0] == "Bugcheck code 0000007F\nArguments 00000008 80153000 00000000 00000000"
+    assert out[1] == "82a40010  10 11 12 13 14 15 16 17-18 19 1a 1b 1c 1d 1e 1f  ................"
+    assert out[2] == "82a40000  03020100 07060504"
+    assert out[3] == "Evaluate expression: -1 = ffffffff"
+    assert out[4].splitlines()[-1].startswith("Virtual address 82a40010 translates to physical address ")

@@ -157,6 +157,11 @@ def test_question_mark_line():
     assert evaluate_line(1234) == "Evaluate expression: 1234 = 00000000`000004d2"
     assert evaluate_line(MASK64) == "Evaluate expression: -1 = ffffffff`ffffffff"
     assert evaluate_line(0xFFFFFFFF, pointer_size=4) == "Evaluate expression: -1 = ffffffff"
+    assert evaluate_line(MASK64, pointer_size=4) == "Evaluate expression: -1 = ffffffff"
+    assert evaluate_line(0x80000000, pointer_size=4) == "Evaluate expression: -2147483648 = 80000000"
+    assert (
+        evaluate_line(0x1_0000_0000, pointer_size=4) == "Evaluate expression: 4294967296 = 00000001`00000000"
+    )
 
 
 def test_formats_table():

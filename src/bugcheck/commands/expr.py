@@ -356,8 +356,10 @@ def hex64(value: int) -> str:
 
 def evaluate_line(value: int, pointer_size: int = 8) -> str:
     """``?``'s answer: signed decimal, then the hex in the target's pointer width."""
-    if pointer_size == 4 and value <= 0xFFFFFFFF:
-        return f"Evaluate expression: {to_signed(value, 32)} = {value:08x}"
+    if pointer_size == 4 and (value <= 0xFFFFFFFF or value >> 31 == (1 << 33) - 1):
+        # 32-bit targets: values that fit (or are sign-extended from) 32 bits print as 32 bits
+        low = value & 0xFFFFFFFF
+        return f"Evaluate expression: {to_signed(low, 32)} = {low:08x}"
     return f"Evaluate expression: {to_signed(value)} = {hex64(value)}"
 
 

@@ -137,7 +137,14 @@ def test_processor_switch_changes_context(s):
 def test_triage_block_matches_file_bytes():
     path = corpus_dump("rizin-triage_x64.dmp")
     d = bugcheck.open(path)
-    blk = max(d.triage.data_blocks[:50], key=lambda b: b.size)
+    blocks = d.triage.data_blocks
+
+    def alone(b):
+        return b.size >= 0x20 and not any(
+            o is not b and o.address < b.address + 0x20 and b.address < o.address + o.size for o in blocks
+        )
+
+    blk = next(b for b in blocks if alone(b))
     raw = path.read_bytes()[blk.offset : blk.offset + 0x20]
     s = Session(d)
     text = run(s, f"db {blk.address:x} L20")

@@ -170,6 +170,8 @@ def _running_on(kernel, address: int) -> int | None:
 def thread_info(session, kernel, t: Thread, with_stack: bool = True) -> dict:
     """Every field of kd's THREAD block for ``t`` (None where the dump has no data)."""
     ps = kernel.pointer_size
+    if t.f("Tcb.Header.Type") is None:
+        return {"pointer_size": ps, "address": t.address, "unreadable": True, "state": None}
     pid, tid = t.cid
     running_on = _running_on(kernel, t.address)
     owner = t.f("Tcb.Process") or t.f("Tcb.ApcState.Process")
@@ -217,6 +219,7 @@ def thread_info(session, kernel, t: Thread, with_stack: bool = True) -> dict:
     info = {
         "pointer_size": ps,
         "address": t.address,
+        "unreadable": False,
         "pid": pid,
         "tid": tid,
         "teb": t.teb,

@@ -185,6 +185,8 @@ def _indent(lines: list[str], n: int) -> list[str]:
 # -- !thread ---------------------------------------------------------------------------------------
 def thread_first_line(t: dict) -> str:
     ps = t.get("pointer_size", 8)
+    if t.get("unreadable"):
+        return f"THREAD {ptr(t['address'], ps)}  Unable to read _ETHREAD (not in the dump)"
     pid = "????" if t.get("pid") is None else f"{t['pid']:04x}"
     tid = "????" if t.get("tid") is None else f"{t['tid']:04x}"
     return (
@@ -208,6 +210,8 @@ def thread_block(t: dict) -> list[str]:
     """The full !thread display (kd's column layout), stack last."""
     ps = t.get("pointer_size", 8)
     lines = thread_head(t)
+    if t.get("unreadable"):
+        return lines
     if t.get("impersonation_token") is not None:
         lines.append(f"Impersonation token:  {ptr(t['impersonation_token'], ps)}")
     else:

@@ -1,0 +1,223 @@
+"""``!process``: processes as kd lists them.
+
+``!process`` (current process, flags 3), ``!process -1 FLAGS``, ``!process 0
+FLAGS [IMAGE]`` (every process on PsActiveProcessHead), ``!process ADDR|PID
+[FLAGS]`` (flags 0xF by default). Flag bits as documented: 1 statistics,
+2 threads with their wait objects, 4 thread list (one line each without 2;
+full blocks with stacks with 2).
+
+HandleCount follows kd: ``_HANDLE_TABLE.HandleCount`` where the build has it,
+else the sum of ``HandleCount`` over the table's free lists (Windows 8 and
+later keep the count per free list; ``nt!ExpFreeListCount`` says how many are
+in use). When that cannot be read kd prints ``<Data Not Accessible>``.
+"""
+
+from __future__ import annotations
+
+from bugcheck.commands.registry import Result, command
+from bugcheck.commands.thread import _read_uint, kernel_or_error, max_increment, thread_info
+from bugcheck.errors import BugcheckError, CommandError, MemoryNotPresent
+from bugcheck.kernel.objects import Process
+from bugcheck.kernel.typed import StructView, read_scalar
+from bugcheck.render import kobjects as render
+
+#: FILETIME of the crash minus CreateTime gives ElapsedTime; both in 100 ns units
+#: bound on the free lists summed for HandleCount (ExpFreeListCount is at most a few dozen)
+MAX_FREE_LISTS = 64
+
+
+def _array_item(view: StructView, path: str, index: int) -> int | None:
+    """Element ``index`` of a scalar array member (``ProcessQuotaUsage[1]``), None when unreadable."""
+    try:
+        arr = view.sub(path)
+    except KeyError:
+        return None
+    elem = arr.type.resolved_target()
+    if elem is None or not elem.size or (arr.type.count and index >= arr.type.count):
+        return None
+    try:
+        return read_scalar(view.memory, arr.address + index * elem.size, elem, view.types.pointer_size)
+    except (MemoryNotPresent, BugcheckError):
+        return None
+
+
+def handle_count(kernel, p: Process) -> int | None:
+    table = p.object_table
+    ht = kernel.types.get("_HANDLE_TABLE")
+    if not table or ht is None:
+        return None
+    v = StructView(kernel.memory, table, ht, kernel.types)
+    if v.has("HandleCount"):
+        return v.field_or("HandleCount")
+    if not v.has("FreeLists"):
+        return None
+    n = _read_uint(kernel, kernel.symbol("ExpFreeListCount"), 4)
+    if n is None:
+        return None
+    fl = v.sub("FreeLists")
+    elem = fl.type.resolved_target() or kernel.types.get("_HANDLE_TABLE_FREE_LIST")
+    if elem is None or not elem.size:
+        return None
+    total = 0
+    for i in range(min(max(n, 1), MAX_FREE_LISTS)):
+        item = StructView(kernel.memory, fl.address + i * elem.size, elem, kernel.types)
+        c = item.field_or("HandleCount")
+        if c is None:
+            return None
+        total += c
+    return total
+
+
+def _vm(p: Process, name: str):
+    for path in (f"Vm.Instance.{name}", f"Vm.{name}"):
+        if p.view.has(path):
+            return p.f(path)
+    return None
+
+
+def process_details(session, kernel, p: Process) -> dict:
+    inc = max_increment(kernel)
+    messages = []
+    if inc is None:
+        messages.append("ReadMemory error: Cannot get nt!KeMaximumIncrement value.")
+    create = p.f("CreateTime.QuadPart")
+    now = getattr(session.dump.header, "system_time", None)
+    elapsed = (now - create) if (now and create) else None
+    user, kern = p.f("Pcb.UserTime"), p.f("Pcb.KernelTime")
+    quota_paged = _array_item(p.view, "ProcessQuotaUsage", 0)
+    quota_nonpaged = _array_item(p.view, "ProcessQuotaUsage", 1)
+    if not p.view.has("ProcessQuotaUsage"):
+        qb = p.f("QuotaBlock")
+        qt = kernel.types.get("_EPROCESS_QUOTA_BLOCK")
+        if qb and qt is not None:
+            qv = StructView(kernel.memory, qb, qt, kernel.types)
+            quota_paged = qv.field_or("QuotaEntry.Usage")
+    prio = _vm(p, "Flags.MemoryPriority")
+    vad_root = p.f("VadRoot.Root") if p.view.has("VadRoot.Root") else p.f("VadRoot")
+    return {
+        "vad_root": vad_root,
+        "vads": p.f("VadCount"),
+        "clone": p.f("CloneRoot", 0) or 0,
+        "private": p.f("NumberOfPrivatePages"),
+        "modified": p.f("ModifiedPageCount"),
+        "locked": p.f("NumberOfLockedPages"),
+        "device_map": p.f("DeviceMap"),
+        "token": p.token,
+        "messages": messages,
+        "elapsed_100ns": elapsed,
+        "max_increment": inc,
+        "user_ticks": user,
+        "kernel_ticks": kern,
+        "user_time_100ns": None if user is None else user * (inc or 0),
+        "kernel_time_100ns": None if kern is None else kern * (inc or 0),
+        "quota_paged": quota_paged,
+        "quota_nonpaged": quota_nonpaged,
+        "working_set": {
+            "now": _vm(p, "WorkingSetSize")
+            if p.view.has("Vm.Instance.WorkingSetSize") or p.view.has("Vm.WorkingSetSize")
+            else _vm(p, "WorkingSetLeafSize"),
+            "min": _vm(p, "MinimumWorkingSetSize"),
+            "max": _vm(p, "MaximumWorkingSetSize"),
+            "peak": _vm(p, "PeakWorkingSetSize"),
+        },
+        "virtual_size": p.f("VirtualSize"),
+        "peak_virtual_size": p.f("PeakVirtualSize"),
+        "page_fault_count": _vm(p, "PageFaultCount"),
+        "memory_priority": None if prio is None else ("FOREGROUND" if prio == 2 else "BACKGROUND"),
+        "base_priority": p.f("Pcb.BasePriority"),
+        "commit_charge": p.f("CommitCharge"),
+    }
+
+
+def process_info(session, kernel, p: Process, flags: int) -> dict:
+    """The fields ``!process`` shows for ``p`` at ``flags`` (JSON-able)."""
+    info = {
+        "pointer_size": kernel.pointer_size,
+        "address": p.address,
+        "pid": p.pid,
+        "parent_pid": p.parent_pid,
+        "peb": p.peb,
+        "dirbase": p.dirbase,
+        "object_table": p.object_table,
+        "handle_count": handle_count(kernel, p),
+        "image": p.image_name or None,
+        "session_id": p.session_id,
+        "details": process_details(session, kernel, p) if flags & 1 else None,
+        "threads": None,
+        "threads_warning": None,
+    }
+    if flags & 6:
+        threads, warning = p.threads(kernel.types)
+        with_stack = flags & 6 == 6
+        info["threads"] = [thread_info(session, kernel, t, with_stack=with_stack) for t in threads]
+        info["threads_warning"] = warning
+    return info
+
+
+def _parse(session, args: str) -> tuple[int | None, int | None, str | None]:
+    """(process key or None for the current one, flags or None for the default, image name)."""
+    toks = [t for t in args.split() if not t.startswith("/")]
+    if not toks:
+        return None, None, None
+    mask = (1 << (8 * session.pointer_size)) - 1
+    key = session.evaluate(toks[0]) & mask
+    if key == mask:
+        key = None
+    flags = session.evaluate(toks[1]) if len(toks) > 1 else None
+    image = toks[2] if len(toks) > 2 else None
+    return key, flags, image
+
+
+@command("!process", "Display processes (EPROCESS) the way kd does")
+def process_command(session, args: str) -> Result:
+    kernel = kernel_or_error(session)
+    if kernel.types.get("_EPROCESS") is None:
+        raise CommandError("NT symbols are incorrect, please fix symbols")
+    key, flags, image = _parse(session, args)
+
+    if key == 0:
+        flags = 3 if flags is None else flags
+        procs, warning = kernel.processes()
+        head_error = None
+        if not procs:
+            head = kernel.dump.header.ps_active_process_head or kernel.symbol("PsActiveProcessHead")
+            head_error = (
+                f"Unable to read _LIST_ENTRY @ {render.ptr(head, kernel.pointer_size)}"
+                if head
+                else "Unable to get NT!PsActiveProcessHead"
+            )
+            warning = None
+        if image:
+            procs = [p for p in procs if p.image_name.lower() == image.lower()]
+        infos = [process_info(session, kernel, p, flags) for p in procs]
+        data = {
+            "flags": flags,
+            "image_filter": image,
+            "processes": infos,
+            "warning": warning,
+            "error": head_error,
+        }
+        return Result(render.process_list(infos, flags, warning, head_error), data, "bugcheck.processes/1")
+
+    prefix = []
+    if key is None:
+        flags = 3 if flags is None else flags
+        p = kernel.current_process(session.processor)
+        if p is None:
+            raise CommandError("Unable to get current process")
+    else:
+        flags = 0xF if flags is None else flags
+        p = None
+        pv = kernel.process(key)
+        if pv is not None and pv.f("Pcb.Header.Type") is not None and pv.f("Pcb.Header.Type") & 0x7F == 3:
+            p = pv
+        else:
+            prefix.append(f"Searching for Process with Cid == {key:x}")
+            p = kernel.find_process(key)
+            if p is None or p.pid != key:
+                procs, warning = kernel.processes()
+                msg = "Unable to get process list" if not procs else f"Unable to find process {key:x}"
+                return Result("\n".join([*prefix, msg]), {"error": msg, "key": key}, "bugcheck.error/1")
+    info = process_info(session, kernel, p, flags)
+    text = "\n".join([*prefix, *render.process_block(info, flags)])
+    return Result(text, {"flags": flags, "process": info}, "bugcheck.process/1")

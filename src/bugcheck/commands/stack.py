@@ -1,0 +1,195 @@
+"""The ``k`` family: stack backtraces in WinDbg's x64/x86/ARM64 layouts.
+
+``k`` walks from the register context in effect (crash context, or what
+``.trap``/``.cxr``/``.thread``/``~Ns`` selected). Variants:
+
+- ``k``/``kn``/``kL``/``kp``/``kP``: Child-SP, RetAddr, Call Site (no private
+  symbols here, so ``kp`` has no parameter lists to add);
+- ``kb``: plus the four "Args to Child";
+- ``kv``: ``kb`` plus ``(TrapFrame @ ...)`` annotations;
+- ``kc``: call sites only; ``kf``: plus the stack bytes each frame uses;
+- a trailing number is the frame count (in the default radix, as WinDbg reads it).
+
+:func:`stack_text` gives ``!analyze``'s STACK_TEXT lines for the same frames.
+"""
+
+from __future__ import annotations
+
+import re
+
+from bugcheck.commands.registry import Result, command
+from bugcheck.errors import CommandError
+from bugcheck.stack.frames import StackWalk
+from bugcheck.stack.walker import walk
+
+DEFAULT_FRAMES = 0x14  # WinDbg's default ``k`` depth (20 frames)
+MAX_FRAMES = 0x400
+LAST_SET_CONTEXT = "*** Stack trace for last set context - .thread/.cxr resets it"
+
+_ALL = ["kb", "kv", "kn", "kc", "kp", "kl", "kf", "kd"]
+_COMBOS = [
+    a + b
+    for a in ("kb", "kv", "kp", "kc", "kf", "k")
+    for b in ("n", "l", "nl", "ln", "f", "fn", "nf")
+    if a + b not in _ALL and a + b != "k"
+]
+
+
+def _hex(v: int | None, ps: int) -> str:
+    if v is None:
+        return "????????" if ps == 4 else "????????`????????"
+    if ps == 4:
+        return f"{v & 0xFFFFFFFF:08x}"
+    v &= (1 << 64) - 1
+    return f"{v >> 32:08x}`{v & 0xFFFFFFFF:08x}"
+
+
+def session_walk(session, max_frames: int = 256, context=None) -> StackWalk:
+    """The stack from the session's current context (or ``context``)."""
+    ctx = context if context is not None else session.context
+    if ctx is None:
+        raise CommandError("No register context is available in this dump")
+    target = session.slot("target")
+    store = None
+    if target is not None:
+        try:
+            store = target.store
+        except Exception:  # a broken symbol path must not stop a stack walk
+            store = None
+    reason = getattr(session, "context_reason", "") if context is None else ""
+    first = {"cxr": "context_record", "trap": "trap_frame"}.get(reason, "context")
+    return walk(
+        session.dump, session.symbols, session.kernel, ctx, max_frames, store=store, first_method=first
+    )
+
+
+def _call_site(f, verbose: bool) -> str:
+    text = f.symbol
+    if verbose and f.trap_frame is not None:
+        text += f" (TrapFrame @ {_hex(f.trap_frame, 8)})"
+    return text
+
+
+def render(
+    sw: StackWalk,
+    ps: int,
+    *,
+    args: bool,
+    verbose: bool,
+    numbers: bool = True,
+    only_calls: bool = False,
+    memory: bool = False,
+) -> list[str]:
+    """The backtrace lines (header first) in WinDbg's layout."""
+    lines: list[str] = []
+    num = " # " if numbers else ""
+    w = 17 if ps == 8 else 8
+    if only_calls:
+        lines.append(f"{num}Call Site")
+    else:
+        sp_head = "Child-SP" if ps == 8 else "ChildEBP"
+        mem = "  Memory  " if memory else ""
+        head = f"{num}{mem}{sp_head:<{w + 1}}{'RetAddr':<{w + 5 if ps == 8 else w + 1}}"
+        if args:
+            head += ": " + f"{'Args to Child':<{4 * w + 4}}" + ": Call Site"
+        else:
+            head += "Call Site"
+        lines.append(head)
+    for i, f in enumerate(sw.frames):
+        if sw.first_scan is not None and i == sw.first_scan:
+            lines.append("WARNING: Stack unwind information not available. Following frames may be wrong.")
+        prefix = f"{f.number:02x} " if numbers else ""
+        if only_calls:
+            lines.append(prefix + f.symbol)
+            continue
+        if memory:
+            prev = sw.frames[i - 1] if i else None
+            used = f"{f.sp - prev.sp:x}" if prev is not None and f.sp >= prev.sp else ""
+            prefix += f"{used:>8}  "
+        ret = _hex(f.return_address, ps)
+        row = f"{prefix}{_hex(f.sp, ps)} {ret}" + ("     " if ps == 8 else " ")
+        if args:
+            row += ": " + " ".join(_hex(a, ps) for a in f.args[:4]) + " : "
+        row += _call_site(f, verbose)
+        lines.append(row)
+    return lines
+
+
+def stack_text(session, frames=None) -> list[str]:
+    """``!analyze``'s STACK_TEXT lines: Child-SP, RetAddr, Args to Child, Call Site, no numbers."""
+    sw = frames if isinstance(frames, StackWalk) else None
+    if sw is None:
+        if frames is None:
+            sw = session_walk(session)
+        else:
+            sw = StackWalk(list(frames))
+    ps = session.pointer_size
+    out = []
+    for f in sw.frames:
+        out.append(
+            f"{_hex(f.sp, ps)} {_hex(f.return_address, ps)}"
+            + ("     " if ps == 8 else " ")
+            + ": "
+            + " ".join(_hex(a, ps) for a in f.args[:4])
+            + " : "
+            + f.symbol
+        )
+    return out
+
+
+_COUNT = re.compile(r"^\s*(\S.*)?$")
+
+
+def _k(session, name: str, argtext: str) -> Result:
+    letters = name[1:].lower()
+    count = DEFAULT_FRAMES
+    text = argtext.strip()
+    if text:
+        if text.startswith("="):
+            raise CommandError("k = BasePtr StackPtr InstructionPtr is not supported")
+        try:
+            count = session.evaluate(text)
+        except Exception as e:
+            raise CommandError(f"Syntax error in '{name} {text}'") from e
+        if count <= 0:
+            raise CommandError(f"Syntax error in '{name} {text}'")
+        count = min(count, MAX_FRAMES)
+    sw = session_walk(session, count + 1)
+    if len(sw.frames) > count:
+        # walked one more so the last shown frame still has its return address and args
+        del sw.frames[count:]
+    ps = session.pointer_size
+    lines = []
+    if getattr(session, "context_reason", ""):
+        lines.append(LAST_SET_CONTEXT)
+    lines += render(
+        sw,
+        ps,
+        args="b" in letters or "v" in letters,
+        verbose="v" in letters,
+        only_calls="c" in letters,
+        memory="f" in letters,
+    )
+    data = {
+        "command": name,
+        "context": getattr(session, "context_reason", "") or "default",
+        "frames": [f.to_dict() for f in sw.frames],
+        "warnings": sw.warnings,
+    }
+    return Result("\n".join(lines), data, "bugcheck.stack/1")
+
+
+def _make(name: str):
+    def handler(session, args: str) -> Result:
+        return _k(session, name, args)
+
+    return handler
+
+
+@command("k", "Display the stack backtrace (kb kv kn kc kp kL kf: variants)", aliases=())
+def k_command(session, args: str) -> Result:
+    return _k(session, "k", args)
+
+
+for _n in [*_ALL, *_COMBOS, "kP"]:
+    command(_n, f"Stack backtrace ({_n})")(_make(_n))

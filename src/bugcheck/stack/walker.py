@@ -1,0 +1,318 @@
+"""Walk a thread's stack from a register context into a list of frames.
+
+x64, per frame, the first method that applies:
+
+1. ``.pdata`` of the image holding pc (from dump memory, an image folder or the
+   symbol store): :func:`~bugcheck.stack.unwind_x64.virtual_unwind`. A
+   PUSH_MACHFRAME means the function built a trap frame; its address is
+   recorded for ``(TrapFrame @ ...)`` and the walk continues from its registers.
+2. No unwind data, but the function is a trap handler (``nt!KiPageFault``,
+   ``nt!KiSystemServiceCopyEnd``...): its Child-SP is read as a ``_KTRAP_FRAME``.
+3. No unwind data: the prolog is decoded from the function's first bytes.
+4. No unwind data: a validated scan of the stack (:mod:`bugcheck.stack.scan`).
+
+The walk stops at a user-mode pc (printed, not unwound), a zero return
+address, a stack pointer that does not grow, or ``max_frames``.
+"""
+
+from __future__ import annotations
+
+import re
+
+from bugcheck.dumpfile.context import Context
+from bugcheck.errors import BugcheckError, MemoryNotPresent
+from bugcheck.stack import trapframe
+from bugcheck.stack.frames import Frame, StackWalk
+from bugcheck.stack.scan import CodeMap, prolog_frame, return_strength, scan_for_return
+
+MASK64 = (1 << 64) - 1
+USER_LIMIT = 0x0000_8000_0000_0000
+MAX_FRAMES = 1024
+NO_UNWIND_WARNING = "WARNING: Stack unwind information not available. Following frames may be wrong."
+
+_TRAP_HANDLER = re.compile(
+    r"^(Ki\w*(Fault|Trap|Interrupt|Abort|Exception)\w*|KiSystemService\w*|KiSystemCall\w*|"
+    r"KiBreakpointTrap|KiDebugServiceTrap|KiApcInterrupt|KiDpcInterrupt|KiIpiInterrupt|"
+    r"KiNmiInterrupt\w*|KiMcheckAbort\w*|KiRaiseAssertion)$"
+)
+#: not trap handlers although the names look alike: they run on a trap frame someone else built
+_NOT_TRAP_HANDLER = {"KiExceptionDispatch", "KiDispatchException", "KiRaiseException", "KiBugCheckDispatch"}
+
+
+def is_trap_handler(name: str | None) -> bool:
+    """``nt!KiPageFault`` and friends: functions whose frame holds a _KTRAP_FRAME at Child-SP."""
+    if not name:
+        return False
+    mod, _, fn = name.rpartition("!")
+    fn = fn.split("+", 1)[0]
+    if mod and mod != "nt":
+        return False
+    return fn not in _NOT_TRAP_HANDLER and bool(_TRAP_HANDLER.match(fn))
+
+
+class _Unwinder:
+    """Per-walk caches: ``.pdata`` lookups per module, code facts, kernel types."""
+
+    def __init__(self, dump, resolver, kernel, store=None):
+        self.dump = dump
+        self.resolver = resolver
+        self.kernel = kernel
+        self.types = getattr(kernel, "types", None) if kernel is not None else None
+        self.store = store
+        self.code = CodeMap(dump, resolver)
+        self._lookups: dict[int, object] = {}
+
+    # -- memory ---------------------------------------------------------------------------------
+    def read(self, va: int, n: int) -> bytes:
+        return self.dump.read_virtual(va & MASK64, n)
+
+    def u64(self, va: int) -> int:
+        return int.from_bytes(self.read(va, 8), "little")
+
+    # -- .pdata ---------------------------------------------------------------------------------
+    def _image_from_store(self, module):
+        if self.store is None or not module.timestamp or not module.size:
+            return None
+        try:
+            from bugcheck.symbols.pe import PeImage
+
+            path = self.store.find_image(module.image_name, module.timestamp, module.size)
+            if path is None:
+                return None
+            img = PeImage.from_file(path)
+        except (BugcheckError, OSError, ValueError):
+            return None
+        return img if img.timestamp == module.timestamp else None
+
+    def lookup_for(self, module):
+        """An ImageLookup for ``module`` when its unwind data is complete, else None."""
+        if module.base in self._lookups:
+            return self._lookups[module.base]
+        from bugcheck.stack.unwind_x64 import ImageLookup
+
+        found = None
+        im = self.code.image(module)
+        candidates = [im] if im is not None else []
+        if im is None or getattr(im, "in_memory", False):
+            alt = self._image_from_store(module)
+            if alt is not None:
+                candidates.insert(0, alt)
+        for img in candidates:
+            try:
+                if not _pdata_complete(img):
+                    continue
+                found = ImageLookup([(module.base, img)])
+                break
+            except (BugcheckError, MemoryNotPresent, ValueError):
+                continue
+        self._lookups[module.base] = found
+        return found
+
+    # -- one step -------------------------------------------------------------------------------
+    def caller(self, frame: Frame, regs: dict[str, int]):
+        """(caller regs, method) for ``frame``, or None when the walk must stop; sets frame.trap_frame."""
+        pc, sp = regs["rip"], regs["rsp"]
+        module = self.code.module(pc)
+        if module is not None:
+            lookup = self.lookup_for(module)
+            if lookup is not None:
+                got = self._pdata_step(frame, regs, lookup)
+                if got is not None:
+                    return got
+        symbol = frame.symbol
+        if is_trap_handler(symbol):
+            got = self._trap_step(frame, sp)
+            if got is not None:
+                return got
+        start = self.code.function_start(pc)
+        floor = sp
+        if start is not None:
+            got = prolog_frame(self.code, start, pc)
+            size = None
+            if got is not None:
+                size, uses_fp = got
+                if uses_fp:
+                    # alloca may have grown the frame: the return address is at least this far up
+                    floor, size = sp + got[0], None
+            if size is not None:
+                try:
+                    value = self.u64(sp + size)
+                except (MemoryNotPresent, BugcheckError):
+                    value = 0
+                if value and return_strength(self.code, value, start):
+                    new = dict(regs)
+                    new["rip"], new["rsp"] = value, (sp + size + 8) & MASK64
+                    return new, "prolog"
+                # the body moved rsp (alloca): the fixed frame is still a lower bound
+                floor = sp + size
+        hit = scan_for_return(self.u64, self.code, floor, callee_start=start)
+        if hit is None:
+            return None
+        slot, value = hit
+        new = dict(regs)
+        new["rip"], new["rsp"] = value, (slot + 8) & MASK64
+        return new, "scan"
+
+    def _pdata_step(self, frame: Frame, regs, lookup):
+        from bugcheck.stack.unwind_x64 import UnwindError, virtual_unwind
+
+        try:
+            res = virtual_unwind(regs, self.read, lookup, read_code=lookup.read_code)
+        except (UnwindError, MemoryNotPresent, BugcheckError, IndexError, ValueError):
+            return None
+        new = res.context
+        if res.method == "machframe":
+            tf = self._find_trap_frame(regs["rsp"], new.get("rip"), new.get("rsp"))
+            if tf is not None:
+                frame.trap_frame = tf
+                try:
+                    full = trapframe.read_trap_frame(self.read, tf, self.types)
+                    full.update({k: new[k] for k in ("rip", "rsp") if k in new})
+                    new = full
+                except (MemoryNotPresent, BugcheckError):
+                    pass
+        return new, res.method
+
+    def _find_trap_frame(self, sp: int, rip: int | None, rsp: int | None) -> int | None:
+        """The _KTRAP_FRAME whose machine frame holds (rip, rsp), searched just above ``sp``."""
+        if rip is None or rsp is None:
+            return None
+        rip_off = trapframe.rip_offset(self.types)
+        rsp_off = rip_off + 0x18
+        for t in range(sp - rip_off, sp + 0x1000, 8):
+            try:
+                if self.u64(t + rip_off) == rip and self.u64(t + rsp_off) == rsp:
+                    return t
+            except (MemoryNotPresent, BugcheckError):
+                continue
+        return None
+
+    def _trap_step(self, frame: Frame, sp: int):
+        for t in range(sp, sp + 0x200, 8):
+            try:
+                regs = trapframe.read_trap_frame(self.read, t, self.types)
+            except (MemoryNotPresent, BugcheckError):
+                return None
+            if trapframe.plausible_trap_frame(regs, t, self.code.is_code):
+                frame.trap_frame = t
+                return regs, "trap_frame"
+        return None
+
+
+def _pdata_complete(img) -> bool:
+    """Is the whole exception directory readable (memory images may have holes in it)?"""
+    if not getattr(img, "in_memory", False):
+        return bool(img.runtime_functions)
+    if not getattr(img, "headers_complete", True):
+        return False
+    rva, size = img.directory(3)
+    if not rva or not size:
+        return False
+    funcs = img.runtime_functions
+    for h, n in getattr(img, "absent", []) or []:
+        if h < rva + size and rva < h + n:
+            return False
+    return bool(funcs)
+
+
+def _regs_of(context) -> tuple[str, dict[str, int]]:
+    if isinstance(context, Context):
+        return context.arch, dict(context.regs)
+    if isinstance(context, dict):
+        arch = "x64" if "rip" in context else ("x86" if "eip" in context else "arm64")
+        return arch, dict(context)
+    return getattr(context, "arch", "x64"), dict(getattr(context, "regs", {}) or {})
+
+
+def walk(
+    dump,
+    resolver,
+    kernel,
+    context,
+    max_frames: int = 256,
+    *,
+    store=None,
+    first_method: str = "context",
+) -> StackWalk:
+    """Frames from ``context`` (a Context or regs dict) outward; see the module docstring."""
+    arch, regs = _regs_of(context)
+    max_frames = max(1, min(max_frames, MAX_FRAMES))
+    if arch == "arm64":
+        from bugcheck.stack.arm64_walk import walk_arm64
+
+        sw = walk_arm64(dump, resolver, regs, max_frames)
+    elif arch == "x86":
+        from bugcheck.stack.x86 import walk_x86
+
+        sw = walk_x86(dump, resolver, kernel, regs, max_frames)
+    else:
+        sw = _walk_x64(dump, resolver, kernel, regs, max_frames, store, first_method)
+    _finish(sw, dump, resolver, 4 if arch == "x86" else 8)
+    return sw
+
+
+def _walk_x64(dump, resolver, kernel, regs, max_frames, store, first_method) -> StackWalk:
+    u = _Unwinder(dump, resolver, kernel, store)
+    frames: list[Frame] = []
+    sw = StackWalk(frames)
+    if "rip" not in regs or "rsp" not in regs:
+        sw.warnings.append("the context has no rip/rsp: no stack")
+        return sw
+    method = first_method
+    for n in range(max_frames):
+        pc, sp = regs["rip"] & MASK64, regs["rsp"] & MASK64
+        f = Frame(n, pc, sp, context=dict(regs), method=method)
+        f.symbol = _symbol(resolver, pc)
+        frames.append(f)
+        if method in ("scan", "prolog") and sw.first_scan is None:
+            sw.first_scan = n
+            sw.warnings.append(NO_UNWIND_WARNING)
+        if pc == 0 or pc < USER_LIMIT:
+            break  # user mode (or nothing): shown, not unwound
+        got = u.caller(f, regs)
+        if got is None:
+            break
+        new, method = got
+        nsp = new.get("rsp", 0) & MASK64
+        npc = new.get("rip", 0) & MASK64
+        to_user = npc < USER_LIMIT and f.trap_frame is not None
+        if npc == 0 or (nsp <= sp and not to_user):
+            break
+        regs = new
+    return sw
+
+
+def _symbol(resolver, pc: int) -> str:
+    try:
+        return resolver.format_address(pc)
+    except BugcheckError:
+        return "0x" + _hex(pc)
+
+
+def _hex(v: int, ps: int = 8) -> str:
+    if ps == 4:
+        return f"{v & 0xFFFFFFFF:08x}"
+    return f"{(v >> 32) & 0xFFFFFFFF:08x}`{v & 0xFFFFFFFF:08x}"
+
+
+def _finish(sw: StackWalk, dump, resolver, ps: int) -> None:
+    """Fill return addresses, Args to Child and module names once the frames are known."""
+    frames = sw.frames
+    for i, f in enumerate(frames):
+        nxt = frames[i + 1] if i + 1 < len(frames) else None
+        f.return_address = nxt.pc if nxt is not None else 0
+        base = nxt.sp if nxt is not None else f.sp + ps
+        args: list[int | None] = []
+        for k in range(4):
+            try:
+                args.append(int.from_bytes(dump.read_virtual((base + k * ps) & MASK64, ps), "little"))
+            except (MemoryNotPresent, BugcheckError):
+                args.append(None)
+        f.args = args
+        if not f.symbol:
+            f.symbol = _symbol(resolver, f.pc)
+        try:
+            m = resolver.module_at(f.pc)
+        except BugcheckError:
+            m = None
+        f.module = m.name if m is not None else None

@@ -278,31 +278,26 @@ def _symbol(session, address: int) -> str | None:
 def thread_stack(session, kernel, t: Thread, running_on: int | None):
     """(frames, text lines, note) for a thread's kernel stack, through the stack layer when present.
 
-    The walker module is optional: until ``bugcheck.stack.walker`` provides a
-    walk from a thread, the thread prints without its stack and ``note`` says why.
+    The thread's context is the one ``.thread`` would install (its processor's
+    context when running, else the switch frame at ``KernelStack``); the walk is
+    the one ``k`` uses. Without those modules the thread prints without its stack
+    and ``note`` says why.
     """
     try:
-        from bugcheck.stack import walker  # noqa: PLC0415
-    except ImportError:
+        from bugcheck.commands import context as ctx_mod  # noqa: PLC0415
+        from bugcheck.commands import stack as stack_mod  # noqa: PLC0415
+
+        thread_context = ctx_mod.thread_context
+        session_walk = stack_mod.session_walk
+    except (ImportError, AttributeError):
         return None, [], "stack walker not available"
-    fn = getattr(walker, "thread_stack", None) or getattr(walker, "walk_thread", None)
-    if fn is None:
-        return None, [], "stack walker has no thread walk"
+    ps = kernel.pointer_size
     try:
-        result = fn(session, t.address)
+        ctx = thread_context(session, t.address)
+        sw = session_walk(session, context=ctx)
     except (BugcheckError, ValueError) as e:
-        return None, [f"Unable to walk the stack: {e}"], str(e)
-    lines = getattr(result, "lines", None)
-    if callable(lines):
-        lines = lines()
-    frames = getattr(result, "frames", result)
-    if lines is None:
-        render_fn = getattr(walker, "render_frames", None)
-        lines = render_fn(session, frames) if render_fn else []
-    data = getattr(result, "data", None)
-    if callable(data):
-        data = data()
-    return data, list(lines or []), None
+        return None, [f"Unable to get the stack of this thread: {e}"], str(e)
+    return sw.to_dict(), render.thread_stack_lines(sw.to_dict(), ps), None
 
 
 def parse_thread_args(session, args: str) -> tuple[int | None, int]:

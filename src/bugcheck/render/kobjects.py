@@ -262,6 +262,31 @@ def thread_block(t: dict) -> list[str]:
     return lines
 
 
+def _bt(v, ps: int) -> str:
+    """Stack columns print with kd's backtick: ``ffffd48f`777beb10``."""
+    if v is None:
+        return "????????" if ps == 4 else "????????`????????"
+    if ps == 4:
+        return f"{v & 0xFFFFFFFF:08x}"
+    return f"{(v >> 32) & 0xFFFFFFFF:08x}`{v & 0xFFFFFFFF:08x}"
+
+
+def thread_stack_lines(sw: dict, ps: int) -> list[str]:
+    """!thread's stack: ``Child-SP RetAddr Call Site`` (kdexts' single-space layout)."""
+    if ps == 4:
+        lines = ["ChildEBP RetAddr  Call Site"]
+    else:
+        lines = ["Child-SP          RetAddr           Call Site"]
+    for i, f in enumerate(sw.get("frames") or []):
+        if sw.get("first_scan") is not None and i == sw["first_scan"]:
+            lines.append("WARNING: Stack unwind information not available. Following frames may be wrong.")
+        site = f.get("symbol") or ""
+        if f.get("trap_frame") is not None:
+            site += f" (TrapFrame @ {_bt(f['trap_frame'], ps)})"
+        lines.append(f"{_bt(f.get('sp'), ps)} {_bt(f.get('return_address'), ps)} {site}")
+    return lines
+
+
 def thread_text(t: dict) -> str:
     return "\n".join(thread_block(t))
 

@@ -31,12 +31,20 @@ STACK_SIZE = 0x6000
 STACK_STRIDE = 0x8000
 #: bytes at the top of an initial stack taken by the FX save area and the trap frame
 INITIAL_STACK_RESERVE = 0x1D0
-#: KSWITCH_FRAME (not described by kernel symbol tables): P1..P5Home, ApcBypass, Rbp, Return
-SWITCH_FRAME_SIZE = 0x38
-SWITCH_FRAME_RBP = 0x28
-SWITCH_FRAME_RETURN = 0x30
+#: KSWITCH_FRAME (kernel symbol tables do not describe it): P1Home..P5Home, ApcBypass + fill,
+#: Rbp, Return; the switched-out thread resumes at Return with rsp just above the frame
+SWITCH_FRAME_SIZE = 0x40
+SWITCH_FRAME_APC_BYPASS = 0x28
+SWITCH_FRAME_RBP = 0x30
+SWITCH_FRAME_RETURN = 0x38
 
 STATE_READY, STATE_RUNNING, STATE_WAIT = 1, 2, 5
+#: KUSER_SHARED_DATA's fixed kernel address on x64
+SHARED_DATA = 0xFFFFF780_00000000
+#: 100 ns units per clock tick (15.625 ms), nt!KeMaximumIncrement on PCs
+MAX_INCREMENT = 156250
+#: the clock tick count at the crash (about 3 hours of uptime)
+TICK_COUNT = 691_200
 #: (wait reason, weight) for waiting threads: what a desktop's threads mostly wait on
 _WAIT_REASONS = [(6, 5), (15, 3), (0, 2), (4, 2), (16, 1), (13, 1), (37, 1)]
 _IMAGES = [
@@ -61,6 +69,9 @@ _GLOBALS = (
     "KdDebuggerDataBlock",
     "KiProcessorBlock",
     "PsInitialSystemProcess",
+    "ExpFreeListCount",
+    "KeMaximumIncrement",
+    "KeNumberProcessors",
 )
 _CODE = ("KeBugCheckEx", "KiSwapContext", "KiIdleLoop", "PspSystemThreadStartup", "KiStartSystemThread")
 
@@ -78,6 +89,8 @@ class SynthThread:
     stack_limit: int
     kernel_stack: int
     start_address: int
+    #: Tcb.WaitTime: the tick count when the thread last changed state
+    wait_time: int = 0
     #: the return address saved in the switch frame at ``kernel_stack`` (0 for running threads)
     switch_return: int = 0
     processor: int | None = None
@@ -97,6 +110,7 @@ class SynthProcess:
     token: int
     object_table: int
     vad_root: int
+    handle_count: int = 0
     threads: list[SynthThread] = field(default_factory=list)
 
 
@@ -255,6 +269,17 @@ def build_kernel(
     tok_t = table.find_type("_TOKEN")
     ht_t = table.find_type("_HANDLE_TABLE")
     vad_t = table.find_type("_MMVAD_SHORT")
+    free_lists = min(processors, 64)
+    fl_t = None
+    ht_size = 0x80
+    if ht_t is not None:
+        ht_size = ht_t.size
+        fl_member = ht_t.member("FreeLists")
+        if fl_member is not None:
+            fl_t = fl_member.resolved_type().resolved_target()
+            fl_off = fl_member.offset
+            fl_count = fl_t.field_offset("HandleCount")
+            ht_size = max(ht_size, fl_off + free_lists * fl_t.size)
     swap_ret = sym.get("KiSwapContext", kernel_base + 0x1000) + 0x6E
     start_sys = sym.get("PspSystemThreadStartup", kernel_base + 0x2000)
     ps = 8
@@ -273,8 +298,9 @@ def build_kernel(
             reason = rng.choices([r for r, _ in _WAIT_REASONS], [w for _, w in _WAIT_REASONS])[0]
         if state != STATE_RUNNING:
             ret = swap_ret
-            mem.put(kstack + SWITCH_FRAME_RBP, 0, ps)
+            mem.put(kstack + SWITCH_FRAME_RBP, kstack + SWITCH_FRAME_SIZE + 0x80, ps)
             mem.put(kstack + SWITCH_FRAME_RETURN, ret, ps)
+        wait_time = TICK_COUNT - rng.randrange(0, 0x10000)
         teb = (0x0000_00A0_0000_0000 + proc.pid * 0x100000 + tid * 0x2000) if user else 0
         values = {
             "Tcb.Header.Type": 6,  # ThreadObject
@@ -291,7 +317,7 @@ def build_kernel(
             "Tcb.Process": proc.address,
             "Tcb.ApcState.Process": proc.address,
             "Tcb.ContextSwitches": rng.randrange(1, 50000),
-            "Tcb.WaitTime": rng.randrange(0, 0x10000),
+            "Tcb.WaitTime": wait_time,
             "Tcb.KernelTime": rng.randrange(0, 500),
             "Tcb.UserTime": rng.randrange(0, 500) if user else 0,
             "Cid.UniqueProcess": proc.pid,
@@ -306,14 +332,14 @@ def build_kernel(
             else:
                 mem.set(va, et, path, value)
         t = SynthThread(va, proc.pid, tid, state, reason, teb, initial, stack_base,
-                        stack_base - STACK_SIZE, kstack, start, ret)  # fmt: skip
+                        stack_base - STACK_SIZE, kstack, start, wait_time, ret)  # fmt: skip
         proc.threads.append(t)
         return t
 
     def new_process(pid: int, parent: int, name: str, session: int | None, user: bool) -> SynthProcess:
         va = pool.alloc(ep.size, 16)
         token = pool.alloc(tok_t.size if tok_t is not None else 0x498, 16)
-        table_va = pool.alloc(ht_t.size if ht_t is not None else 0x80, 16)
+        table_va = pool.alloc(ht_size, 16)
         vad = pool.alloc(vad_t.size if vad_t is not None else 0x40, 16) if user else 0
         dirbase = 0x100000000 + len(procs) * 0x2000 if pid else 0x1AD000
         proc = SynthProcess(
@@ -345,6 +371,11 @@ def build_kernel(
         if ht_t is not None:
             mem.set(table_va, ht_t, "QuotaProcess", va if pid else 0)
             mem.set(table_va, ht_t, "UniqueProcessId", pid)
+            # Windows 8+ keeps per-processor free lists; the in-use handle count is their sum.
+            for i in range(free_lists if fl_t is not None else 0):
+                n = rng.randrange(20, 900)
+                mem.put(table_va + fl_off + i * fl_t.size + fl_count, n, 4)
+                proc.handle_count += n
         mem.set_bytes(va, ep, "ImageFileName", proc.image.encode("latin-1"))
         procs.append(proc)
         return proc
@@ -387,6 +418,29 @@ def build_kernel(
     )
     if "PsInitialSystemProcess" in sym:
         mem.put(sym["PsInitialSystemProcess"], system.address, ps)
+    if "ExpFreeListCount" in sym:
+        mem.put(sym["ExpFreeListCount"], free_lists, 4)
+    if "KeMaximumIncrement" in sym:
+        mem.put(sym["KeMaximumIncrement"], MAX_INCREMENT, 4)
+    if "KeNumberProcessors" in sym:
+        mem.put(sym["KeNumberProcessors"], processors, 4)
+    usd = table.find_type("_KUSER_SHARED_DATA")
+    if usd is not None:
+        mem.touch(SHARED_DATA, usd.size)
+        for path, value in (
+            ("TickCountQuad", TICK_COUNT),
+            ("TickCountMultiplier", 0x0FA00000),
+            ("NtBuildNumber", 19041),
+            ("NtProductType", 1),
+            ("ProductTypeIsValid", 1),
+            ("NtMajorVersion", 10),
+            ("NtMinorVersion", 0),
+            ("NativeProcessorArchitecture", 9),  # PROCESSOR_ARCHITECTURE_AMD64
+        ):
+            try:
+                mem.set(SHARED_DATA, usd, path, value)
+            except KeyError:
+                pass
 
     # -- processors ---------------------------------------------------------------------------------
     prcb_off = mem.offset(kpcr, "Prcb")

@@ -100,8 +100,11 @@ def test_pseudo_registers(s):
 
 
 def test_symbols_provider_and_fallback(s):
-    assert s.symbols.resolve("nt") is None
-    assert s.symbols.format_address(BASE) == "0xfffff800`62600000"
+    from bugcheck.commands.session import PlainSymbols
+
+    plain = PlainSymbols(s)  # what a session uses when no layer provides symbols
+    assert plain.resolve("nt") is None
+    assert plain.format_address(BASE) == "0xfffff800`62600000"
 
     class Resolver:
         def resolve(self, name):
@@ -110,15 +113,19 @@ def test_symbols_provider_and_fallback(s):
         def format_address(self, a):
             return "nt!Thing"
 
+    from bugcheck.commands import session as session_mod
+
+    previous = session_mod._PROVIDERS.get("symbols")
     register_provider("symbols", lambda session: Resolver())
     try:
         s2 = Session(FakeDump())
         assert s2.evaluate("nt!KiPageFault+0x469") == 0xFFFFF80062A05469
         assert s2.format_address(1) == "nt!Thing"
     finally:
-        from bugcheck.commands import session as session_mod
-
-        session_mod._PROVIDERS.pop("symbols", None)
+        if previous is None:
+            session_mod._PROVIDERS.pop("symbols", None)
+        else:
+            session_mod._PROVIDERS["symbols"] = previous
 
 
 def test_help_lists_registered_commands(s):

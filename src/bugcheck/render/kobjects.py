@@ -72,7 +72,7 @@ def tick_span(hundred_ns: int) -> str:
 def _handle_count(value) -> str:
     if value is None:
         return "<Data Not Accessible>"
-    return f"{value:4d}."
+    return f"{value:3d}."
 
 
 def process_header(p: dict) -> list[str]:

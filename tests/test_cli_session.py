@@ -213,11 +213,12 @@ def test_other_processor_of_a_large_triage_dump_uses_its_prcb_context():
     assert s.prompt == f"{crash_cpu}: kd> "
     assert s.evaluate("@rip") == d.crash_context.pc
     other = 0 if crash_cpu != 0 else 1
-    s.run(f"~{other}s")
+    s.set_processor(other)
     assert s.prompt == f"{other}: kd> "
     ctx = s.context
     assert ctx is not d.crash_context and ctx.pc and ctx.pc != d.crash_context.pc
-    s.run(f"~{crash_cpu}s")
+    assert s.processor_context(other) is ctx
+    s.set_processor(crash_cpu)
     assert s.context is d.crash_context
 
 

@@ -81,6 +81,8 @@ def render(
     memory: bool = False,
 ) -> list[str]:
     """The backtrace lines (header first) in WinDbg's layout."""
+    if ps == 4:
+        return _render_x86(sw, args=args, numbers=numbers, only_calls=only_calls)
     lines: list[str] = []
     num = " # " if numbers else ""
     w = 17 if ps == 8 else 8
@@ -112,6 +114,28 @@ def render(
             row += ": " + " ".join(_hex(a, ps) for a in f.args[:4]) + " : "
         row += _call_site(f, verbose)
         lines.append(row)
+    return lines
+
+
+def _render_x86(sw: StackWalk, *, args: bool, numbers: bool, only_calls: bool) -> list[str]:
+    """x86 layout: ChildEBP (the frame's ebp), RetAddr and three Args to Child."""
+    num = " # " if numbers else ""
+    if only_calls:
+        lines = [f"{num}Call Site"]
+    else:
+        lines = [f"{num}ChildEBP RetAddr  " + ("Args to Child              " if args else "")]
+    for i, f in enumerate(sw.frames):
+        if sw.first_scan is not None and i == sw.first_scan:
+            lines.append("WARNING: Stack unwind information not available. Following frames may be wrong.")
+        prefix = f"{f.number:02x} " if numbers else ""
+        if only_calls:
+            lines.append(prefix + f.symbol)
+            continue
+        ebp = f.fp if f.fp is not None else f.sp
+        row = f"{prefix}{_hex(ebp, 4)} {_hex(f.return_address, 4)} "
+        if args:
+            row += " ".join(_hex(a, 4) for a in f.args[:3]) + " "
+        lines.append(row + f.symbol)
     return lines
 
 

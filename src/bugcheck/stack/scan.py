@@ -109,13 +109,23 @@ class CodeMap:
     def code_captured(self) -> bool:
         """Did this (triage) dump capture code bytes at return addresses at all?"""
         if self._code_captured is None:
+            # the newer triage writer copies code at the code pointers it finds on the crash
+            # stack; the classic one does not: count the stack's code pointers with a block there
             n = 0
-            for a in self._block_starts:
-                if self.is_code(a):
-                    n += 1
-                    if n >= 4:
+            ctx = getattr(self.dump, "crash_context", None)
+            sp = getattr(ctx, "sp", 0) or 0
+            if self.sparse and sp:
+                ps = getattr(self.dump, "pointer_size", 8) or 8
+                for slot in range(sp, sp + 0x1000, ps):
+                    try:
+                        v = int.from_bytes(self.dump.read_virtual(slot, ps), "little")
+                    except (MemoryNotPresent, BugcheckError):
                         break
-            self._code_captured = self.sparse and n >= 4
+                    if v in self._block_starts and self.is_code(v):
+                        n += 1
+                        if n >= 3:
+                            break
+            self._code_captured = n >= 3
         return self._code_captured
 
     def code_bytes(self, va: int, n: int) -> bytes | None:

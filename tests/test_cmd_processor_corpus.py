@@ -8,11 +8,11 @@ CurrentThread/IdleThread offsets from the block's own offset table.
 from __future__ import annotations
 
 import pytest
-from tests.corpus import corpus_file, dump
 
 import bugcheck
 from bugcheck.commands.session import Session
 from bugcheck.errors import MemoryNotPresent
+from corpus import corpus_file, dump
 
 TYPED = ["rizin-triage_x64.dmp", "ojusha-100623-4953-01.dmp"]
 

@@ -296,7 +296,8 @@ def _switch(session, index: int) -> Result:
     if ctx is None:
         ctx = Context(session.machine, {})
         note = f"Processor {index}'s register context is not in this dump"
-    session.set_context(ctx, "")
+    if ctx is not session.crash_context:
+        session.set_context(ctx, "")
     session.implicit_thread = None
     session.frame_scope = 0
     return Result(note, {"processor": index, "context_available": not note}, "bugcheck.context/1")

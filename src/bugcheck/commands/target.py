@@ -268,10 +268,16 @@ def dumpdebug(session, args: str) -> Result:
             else list(vars(header).items())
         )
         for name, value in items:
+            if name == "bugcheck_parameters" and isinstance(value, tuple | list):
+                for i, v in enumerate(value[:4], 1):
+                    lines.append(f"{'BugCheckParameter' + str(i):<20}{_field_value(session, v)}")
+                data[name] = list(value)
+                continue
             text = _field_value(session, value)
             if text is None:
                 continue
-            lines.append(f"{_camel(name):<20}{text}")
+            label = _camel(name).replace("Bugcheck", "BugCheck")
+            lines.append(f"{label:<20}{text}")
             data[name] = value if not isinstance(value, tuple) else list(value)
     triage = getattr(dump, "triage", None)
     if triage is not None:

@@ -272,3 +272,270 @@ def test_not_a_thread_is_refused():
     (res,) = s.run(f"!thread {PROCS[0]:x}")
     assert res.schema == "bugcheck.error/1"
     assert "not a thread" in res.text
+
+
+# -- the walkthrough's notepad process and its first thread, field by field -------------------------
+I8 = Type(Kind.BASE, "Int8B", 8, signed=True)
+U2 = Type(Kind.BASE, "Uint2B", 2)
+LI = Type(Kind.UNION, "_LARGE_INTEGER", 8, members=[Member("QuadPart", 0, I8)])
+FAST_REF = Type(Kind.UNION, "_EX_FAST_REF", 8, members=[Member("Object", 0, PV), Member("Value", 0, U8)])
+QUOTA = Type(Kind.ARRAY, "", 16, target=U8, count=2)
+MMFLAGS = Type(Kind.STRUCT, "_MMSUPPORT_FLAGS", 4, members=[Member("MemoryPriority", 0, U1)])
+MMINST = Type(
+    Kind.STRUCT,
+    "_MMSUPPORT_INSTANCE",
+    0x40,
+    members=[
+        Member("PageFaultCount", 0x4, U4),
+        Member("MinimumWorkingSetSize", 0x8, U8),
+        Member("WorkingSetSize", 0x10, U8),
+        Member("MaximumWorkingSetSize", 0x18, U8),
+        Member("PeakWorkingSetSize", 0x20, U8),
+        Member("Flags", 0x28, MMFLAGS),
+    ],
+)
+MMFULL = Type(Kind.STRUCT, "_MMSUPPORT_FULL", 0x40, members=[Member("Instance", 0, MMINST)])
+KPROCESS2 = Type(
+    Kind.STRUCT,
+    "_KPROCESS",
+    0x48,
+    members=[*KPROCESS.members, Member("UserTime", 0x38, U4), Member("KernelTime", 0x3C, U4)],
+)
+EPROCESS2 = Type(
+    Kind.STRUCT,
+    "_EPROCESS",
+    0x200,
+    members=[
+        Member("Pcb", 0, KPROCESS2),
+        *EPROCESS.members[1:],
+        Member("Token", 0xA0, FAST_REF),
+        Member("CreateTime", 0xA8, LI),
+        Member("ProcessQuotaUsage", 0xB0, QUOTA),
+        Member("VirtualSize", 0xC0, U8),
+        Member("PeakVirtualSize", 0xC8, U8),
+        Member("CloneRoot", 0xD0, PV),
+        Member("NumberOfPrivatePages", 0xD8, U8),
+        Member("NumberOfLockedPages", 0xE0, U8),
+        Member("DeviceMap", 0xE8, PV),
+        Member("CommitCharge", 0xF0, U8),
+        Member("ModifiedPageCount", 0xF8, U4),
+        Member("VadRoot", 0x100, PV),
+        Member("VadCount", 0x108, U8),
+        Member("Vm", 0x140, MMFULL),
+    ],
+)
+APC = Type(Kind.STRUCT, "_KAPC_STATE", 0x30, members=[Member("Process", 0x20, PV)])
+KTHREAD2 = Type(
+    Kind.STRUCT,
+    "_KTHREAD",
+    0x100,
+    members=[
+        *KTHREAD.members,
+        Member("InitialStack", 0x38, PV),
+        Member("StackLimit", 0x40, PV),
+        Member("StackBase", 0x48, PV),
+        Member("KernelStack", 0x50, PV),
+        Member("CallbackStack", 0x58, PV),
+        Member("Alertable", 0x60, U4, bit_position=4, bit_length=1),
+        Member("WaitBlockList", 0x68, PV),
+        Member("WaitBlockCount", 0x70, U1),
+        Member("WaitReason", 0x71, U1),
+        Member("WaitMode", 0x72, U1),
+        Member("PriorityDecrement", 0x73, U1),
+        Member("IdealProcessor", 0x74, U4),
+        Member("WaitTime", 0x78, U4),
+        Member("ContextSwitches", 0x7C, U4),
+        Member("UserTime", 0x80, U4),
+        Member("KernelTime", 0x84, U4),
+        Member("ApcState", 0x88, APC),
+    ],
+)
+ETHREAD2 = Type(
+    Kind.STRUCT,
+    "_ETHREAD",
+    0x140,
+    members=[
+        Member("Tcb", 0, KTHREAD2),
+        Member("Cid", 0x100, CID),
+        Member("ThreadListEntry", 0x110, LE),
+        Member("Win32StartAddress", 0x120, PV),
+        Member("ActiveImpersonationInfo", 0x128, U4, bit_position=3, bit_length=1),
+        Member("ThreadIoPriority", 0x128, U4, bit_position=9, bit_length=3),
+        Member("ThreadPagePriority", 0x128, U4, bit_position=12, bit_length=3),
+    ],
+)
+WAIT_BLOCK = Type(Kind.STRUCT, "_KWAIT_BLOCK", 0x30, members=[Member("Object", 0x28, PV)])
+KSD = Type(Kind.STRUCT, "_KUSER_SHARED_DATA", 0x330, members=[Member("TickCountQuad", 0x320, U8)])
+
+NOTEPAD = 0xFFFF9189527E9080
+NP_THREAD = 0xFFFF91895309D080
+KE_MAX_INC = 0xFFFFF80462AFC418
+SHARED = 0xFFFFF78000000000
+EVENT, QUEUE = 0xFFFF918953118260, 0xFFFF918952D83D80
+CRASH_TIME = 132583451020698648
+
+
+def _walkthrough_session(with_increment: bool = True):
+    types = {
+        t.name: t for t in (LE, HDR, KPROCESS2, EPROCESS2, CID, KTHREAD2, ETHREAD2, HANDLE_TABLE, SESSION)
+    }
+    types |= {t.name: t for t in (WAIT_BLOCK, KSD, MMINST, MMFULL)}
+    mem = SparseMem()
+    p, t = NOTEPAD, NP_THREAD
+    mem.region(p, EPROCESS2.size)
+    for off, fmt, *vals in [
+        (0, "<B", 3),
+        (0x28, "<Q", 0x1D822D000),
+        (0x30, "<B", 8),
+        (0x40, "<Q", 0x1E90),
+        (0x58, "<Q", 0x15E8),
+        (0x60, "<Q", 0xBB6F2AC000),
+        (0x68, "<Q", 0xFFFFD80249EB8040),
+        (0x78, "15s", b"notepad.exe"),
+        (0xA0, "<Q", 0xFFFFD8024A19C775),  # EX_FAST_REF: low bits are a reference count
+        (0xA8, "<q", CRASH_TIME - 473_780_000),
+        (0xB0, "<QQ", 430688, 39648),
+        (0xC0, "<QQ", 2101500 << 20, (2101501 << 20) + 5),
+        (0xD8, "<QQ", 2175, 2),
+        (0xE8, "<Q", 0xFFFFD80247FE8CF0),
+        (0xF0, "<Q", 3452),
+        (0xF8, "<I", 340),
+        (0x100, "<QQ", 0xFFFF918953A30A20, 285),
+        (0x144, "<I", 14745),
+        (0x148, "<QQQQ", 50, 11788, 345, 11793),
+    ]:
+        mem.put(p + off, fmt, *vals)
+    mem.region(0xFFFFD80249EB8040, HANDLE_TABLE.size)
+    mem.put(0xFFFFD80249EB8040 + 8, "<I", 817)
+    sess = 0xFFFFD0000000A000
+    mem.region(sess, SESSION.size)
+    mem.put(sess + 8, "<I", 2)
+    mem.put(p + 0x70, "<Q", sess)
+    mem.region(t, ETHREAD2.size)
+    wb = 0xFFFF91895309D200
+    mem.region(wb, 2 * WAIT_BLOCK.size)
+    mem.put(wb + 0x28, "<Q", EVENT)
+    mem.put(wb + 0x30 + 0x28, "<Q", QUEUE)
+    for obj, kind in ((EVENT, 1), (QUEUE, 4)):
+        mem.region(obj, 0x18)
+        mem.put(obj, "<B", kind)
+    for off, fmt, *vals in [
+        (0, "<B", 6),
+        (0x18, "<Q", 0xBB6F2AD000),
+        (0x20, "<Q", p),
+        (0x28, "<BBB", 5, 10, 8),
+        (0x30, "<Q", 0xFFFF9189523D0FC0),
+        (0x38, "<QQQQQ", 0xFFFFD48F777BFFD0, 0xFFFFD48F777BA000, 0xFFFFD48F777C0000, 0xFFFFD48F777BEAD0, 0),
+        (0x60, "<I", 0),
+        (0x68, "<QBBBB", wb, 2, 6, 1, 0),
+        (0x74, "<IIIII", 2, 3492, 10798, 9, 21),
+        (0x88 + 0x20, "<Q", p),
+        (0x100, "<QQ", 0x1E90, 0x1E94),
+        (0x120, "<Q", 0x00007FF7E2E85A30),
+        (0x128, "<I", (2 << 9) | (5 << 12)),
+    ]:
+        mem.put(t + off, fmt, *vals)
+    _link(mem, p + 0x90, [t], 0x110)
+    mem.region(SHARED, KSD.size)
+    mem.put(SHARED + 0x320, "<Q", 3504)
+    symbols = {}
+    if with_increment:
+        mem.region(KE_MAX_INC, 4)
+        mem.put(KE_MAX_INC, "<I", 156250)
+        symbols["KeMaximumIncrement"] = KE_MAX_INC
+
+    class Src:
+        def find_type(self, name):
+            return types.get(name)
+
+    dump = SimpleNamespace(
+        virtual=mem,
+        pointer_size=8,
+        machine="x64",
+        header=SimpleNamespace(number_processors=1, ps_active_process_head=0, system_time=CRASH_TIME),
+        crash_processor=0,
+        contexts=[],
+        triage=None,
+        path="synthetic",
+        read_virtual=lambda a, n: mem.read(a, n),
+    )
+    session = Session(dump)
+    session.kernel = Kernel(dump, Types(Src(), 8), symbols.get)
+    return session
+
+
+WALKTHROUGH_PROCESS = """\
+PROCESS ffff9189527e9080
+    SessionId: 2  Cid: 1e90    Peb: bb6f2ac000  ParentCid: 15e8
+    DirBase: 1d822d000  ObjectTable: ffffd80249eb8040  HandleCount: 817.
+    Image: notepad.exe
+    VadRoot ffff918953a30a20 Vads 285 Clone 0 Private 2175. Modified 340. Locked 2.
+    DeviceMap ffffd80247fe8cf0
+    Token                             ffffd8024a19c770
+    ElapsedTime                       00:00:47.378
+    UserTime                          00:00:00.000
+    KernelTime                        00:00:00.000
+    QuotaPoolUsage[PagedPool]         430688
+    QuotaPoolUsage[NonPagedPool]      39648
+    Working Set Sizes (now,min,max)  (11788, 50, 345) (47152KB, 200KB, 1380KB)
+    PeakWorkingSetSize                11793
+    VirtualSize                       2101500 Mb
+    PeakVirtualSize                   2101501 Mb
+    PageFaultCount                    14745
+    MemoryPriority                    BACKGROUND
+    BasePriority                      8
+    CommitCharge                      3452
+"""
+
+WALKTHROUGH_THREAD = """\
+THREAD ffff91895309d080  Cid 1e90.1e94  Teb: 000000bb6f2ad000 Win32Thread: ffff9189523d0fc0 WAIT: (UserRequest) UserMode Non-Alertable
+    ffff918953118260  SynchronizationEvent
+    ffff918952d83d80  QueueObject
+Not impersonating
+DeviceMap                 ffffd80247fe8cf0
+Owning Process            ffff9189527e9080       Image:         notepad.exe
+Attached Process          N/A            Image:         N/A
+Wait Start TickCount      3492           Ticks: 12 (0:00:00:00.187)
+Context Switch Count      10798          IdealProcessor: 2             
+UserTime                  00:00:00.140
+KernelTime                00:00:00.328
+Win32 Start Address 0x00007ff7e2e85a30
+Stack Init ffffd48f777bffd0 Current ffffd48f777bead0
+Base ffffd48f777c0000 Limit ffffd48f777ba000 Call 0000000000000000
+Priority 10 BasePriority 8 PriorityDecrement 0 IoPriority 2 PagePriority 5"""  # noqa: E501
+
+
+def test_process_details_match_the_walkthrough():
+    s = _walkthrough_session()
+    (res,) = s.run(f"!process {NOTEPAD:x} 1")
+    assert res.text + "\n" == WALKTHROUGH_PROCESS
+
+
+def test_thread_block_matches_the_walkthrough():
+    s = _walkthrough_session()
+    (res,) = s.run(f"!thread {NP_THREAD:x}")
+    text = res.text
+    assert text.startswith(WALKTHROUGH_THREAD)
+    assert res.data["wait_objects"] == [
+        {"object": EVENT, "kind": "SynchronizationEvent"},
+        {"object": QUEUE, "kind": "QueueObject"},
+    ]
+    assert res.data["ticks"] == 12
+
+
+def test_process_flags_7_nests_the_thread_block():
+    s = _walkthrough_session()
+    (res,) = s.run(f"!process {NOTEPAD:x} 7")
+    lines = res.text.splitlines()
+    i = lines.index("    CommitCharge                      3452")
+    assert lines[i + 1] == ""
+    nested = ["        " + ln if ln else ln for ln in WALKTHROUGH_THREAD.splitlines()]
+    assert lines[i + 2 : i + 2 + len(nested)] == nested
+
+
+def test_missing_increment_prints_kds_error_line():
+    s = _walkthrough_session(with_increment=False)
+    (res,) = s.run(f"!thread {NP_THREAD:x}")
+    lines = res.text.splitlines()
+    assert "ReadMemory error: Cannot get nt!KeMaximumIncrement value." in lines
+    assert "Wait Start TickCount      3492           Ticks: 12" in lines

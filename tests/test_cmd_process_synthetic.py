@@ -496,13 +496,16 @@ DeviceMap                 ffffd80247fe8cf0
 Owning Process            ffff9189527e9080       Image:         notepad.exe
 Attached Process          N/A            Image:         N/A
 Wait Start TickCount      3492           Ticks: 12 (0:00:00:00.187)
-Context Switch Count      10798          IdealProcessor: 2             
+Context Switch Count      10798          IdealProcessor: 2<PAD>
 UserTime                  00:00:00.140
 KernelTime                00:00:00.328
 Win32 Start Address 0x00007ff7e2e85a30
 Stack Init ffffd48f777bffd0 Current ffffd48f777bead0
 Base ffffd48f777c0000 Limit ffffd48f777ba000 Call 0000000000000000
-Priority 10 BasePriority 8 PriorityDecrement 0 IoPriority 2 PagePriority 5"""  # noqa: E501
+Priority 10 BasePriority 8 PriorityDecrement 0 IoPriority 2 PagePriority 5""".replace(  # noqa: E501
+    "<PAD>",
+    " " * 13,  # kd pads IdealProcessor to 14 columns: trailing blanks
+)
 
 
 def test_process_details_match_the_walkthrough():

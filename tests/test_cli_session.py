@@ -239,3 +239,25 @@ def test_sub_registers(s):
     assert [s.evaluate(f"@{r}") for r in ("ax", "al", "ah", "sp")] == [0x3344, 0x44, 0x33, 0x2F00]
     s.set_context(Context("arm64", {"x3": 0x1_0000_0005, "fp": 0x2_0000_0007}))
     assert (s.evaluate("@w3"), s.evaluate("@w29"), s.evaluate("@x3")) == (5, 7, 0x1_0000_0005)
+
+
+def test_failing_provider_falls_back(s):
+    from bugcheck.commands import session as session_mod
+    from bugcheck.errors import SymbolError
+
+    previous = session_mod._PROVIDERS.get("symbols")
+
+    def broken(session):
+        raise SymbolError("no kernel symbols")
+
+    register_provider("symbols", broken)
+    try:
+        s2 = Session(FakeDump())
+        assert s2.format_address(BASE) == "0xfffff800`62600000"
+        assert s2.slot_errors == {"symbols": "SymbolError: no kernel symbols"}
+        assert "symbols: unavailable (SymbolError: no kernel symbols)" in s2.run("version")[0].text
+    finally:
+        if previous is None:
+            session_mod._PROVIDERS.pop("symbols", None)
+        else:
+            session_mod._PROVIDERS["symbols"] = previous

@@ -303,6 +303,9 @@ def _run(args, path: Path, interactive: bool) -> int:
                 out.run("!analyze" if args.brief else "!analyze -v")
             else:
                 out.run(".bugcheck")
+        if args.verbose:
+            for slot, why in sorted(session.slot_errors.items()):
+                sys.stderr.write(f"bugcheck: {slot} unavailable: {why}\n")
         if interactive and not session.quit_requested:
             from bugcheck.shell import run_shell
 

@@ -116,6 +116,8 @@ def cmd_version(session, args: str) -> Result:
     ]
     for name, why in sorted(_BROKEN_MODULES.items()):
         lines.append(f"command module {name} failed to load: {why}")
+    for slot, why in sorted(getattr(session, "slot_errors", {}).items()):
+        lines.append(f"{slot}: unavailable ({why})")
     if os.environ.get("_NT_SYMBOL_PATH"):
         lines.append(f"_NT_SYMBOL_PATH={os.environ['_NT_SYMBOL_PATH']}")
     return Result(

@@ -223,6 +223,8 @@ class Session:
         self.noisy = noisy
         self._slots: dict[str, Any] = {}
         self._cpu_contexts: dict[int, Any] = {}
+        #: slot name -> why its provider failed (the session then uses the fallback)
+        self.slot_errors: dict[str, str] = {}
         self._context = None
         self.context_reason = ""
         cp = getattr(dump, "crash_processor", None)
@@ -254,7 +256,16 @@ class Session:
             factory = _PROVIDERS.get(name)
             value = None
             if factory is not None:
-                value = factory(self)
+                try:
+                    value = factory(self)
+                except (KeyboardInterrupt, BrokenPipeError):
+                    raise
+                except Exception as e:
+                    # a layer that cannot build its part leaves the fallback in place; say why once
+                    if self.raise_errors and not isinstance(e, BugcheckError):
+                        raise
+                    self.slot_errors[name] = f"{type(e).__name__}: {e}"
+                    value = None
             if value is None and default is not None:
                 value = default()
             self._slots[name] = value

@@ -362,6 +362,19 @@ ETHREAD2 = Type(
         Member("ActiveImpersonationInfo", 0x128, U4, bit_position=3, bit_length=1),
         Member("ThreadIoPriority", 0x128, U4, bit_position=9, bit_length=3),
         Member("ThreadPagePriority", 0x128, U4, bit_position=12, bit_length=3),
+        Member("IrpList", 0x130, LE),
+    ],
+)
+IRP = Type(
+    Kind.STRUCT,
+    "_IRP",
+    0x40,
+    members=[
+        Member("Type", 0, U2),
+        Member("Size", 2, U2),
+        Member("MdlAddress", 8, PV),
+        Member("Flags", 0x10, U4),
+        Member("ThreadListEntry", 0x20, LE),
     ],
 )
 WAIT_BLOCK = Type(Kind.STRUCT, "_KWAIT_BLOCK", 0x30, members=[Member("Object", 0x28, PV)])
@@ -375,11 +388,11 @@ EVENT, QUEUE = 0xFFFF918953118260, 0xFFFF918952D83D80
 CRASH_TIME = 132583451020698648
 
 
-def _walkthrough_session(with_increment: bool = True):
+def _walkthrough_session(with_increment: bool = True, irp: int | None = None):
     types = {
         t.name: t for t in (LE, HDR, KPROCESS2, EPROCESS2, CID, KTHREAD2, ETHREAD2, HANDLE_TABLE, SESSION)
     }
-    types |= {t.name: t for t in (WAIT_BLOCK, KSD, MMINST, MMFULL)}
+    types |= {t.name: t for t in (WAIT_BLOCK, KSD, MMINST, MMFULL, IRP)}
     mem = SparseMem()
     p, t = NOTEPAD, NP_THREAD
     mem.region(p, EPROCESS2.size)
@@ -436,6 +449,13 @@ def _walkthrough_session(with_increment: bool = True):
     ]:
         mem.put(t + off, fmt, *vals)
     _link(mem, p + 0x90, [t], 0x110)
+    if irp is None:
+        _link(mem, t + 0x130, [], 0x20)
+    else:
+        mem.region(irp, IRP.size)
+        mem.put(irp, "<HH", 6, 0x94)
+        mem.put(irp + 0x10, "<I", 0x884)
+        _link(mem, t + 0x130, [irp], 0x20)
     mem.region(SHARED, KSD.size)
     mem.put(SHARED + 0x320, "<Q", 3504)
     symbols = {}
@@ -542,3 +562,14 @@ def test_missing_increment_prints_kds_error_line():
     lines = res.text.splitlines()
     assert "ReadMemory error: Cannot get nt!KeMaximumIncrement value." in lines
     assert "Wait Start TickCount      3492           Ticks: 12" in lines
+
+
+def test_irp_list_follows_the_wait_objects():
+    irp = 0xFFFF918955D36B80
+    s = _walkthrough_session(irp=irp)
+    (res,) = s.run(f"!thread {NP_THREAD:x}")
+    lines = res.text.splitlines()
+    i = lines.index("IRP List:")
+    assert lines[i - 1] == "    ffff918952d83d80  QueueObject"
+    assert lines[i + 1] == "    ffff918955d36b80: (0006,0094) Flags: 00000884  Mdl: 00000000"
+    assert lines[i + 2] == "Not impersonating"

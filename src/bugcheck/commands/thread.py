@@ -12,7 +12,7 @@ from __future__ import annotations
 from bugcheck.commands.registry import Result, command
 from bugcheck.errors import BugcheckError, CommandError, MemoryNotPresent
 from bugcheck.kernel.objects import Process, Thread
-from bugcheck.kernel.typed import StructView
+from bugcheck.kernel.typed import StructView, walk_list
 from bugcheck.render import kobjects as render
 
 #: what kd prints when the kernel's types are missing
@@ -40,6 +40,8 @@ OBJECT_KINDS = {
 
 #: bound on the wait blocks followed for one thread
 MAX_WAIT_BLOCKS = 64
+#: bound on the IRPs listed for one thread
+MAX_IRPS = 1024
 
 
 def kernel_or_error(session):
@@ -122,6 +124,33 @@ def wait_objects(kernel, t: Thread) -> tuple[list[dict], str | None]:
     return out, None
 
 
+def irp_list(kernel, t: Thread) -> tuple[list[dict], str | None]:
+    """IRPs queued to the thread (``ETHREAD.IrpList``), bounded; kd prints them under "IRP List:"."""
+    irp_t = kernel.types.get("_IRP")
+    if irp_t is None or not t.view.has("IrpList") or irp_t.member("ThreadListEntry") is None:
+        return [], None
+    walk = walk_list(
+        kernel.memory,
+        t.view.address_of("IrpList"),
+        irp_t.field_offset("ThreadListEntry"),
+        kernel.pointer_size,
+        MAX_IRPS,
+    )
+    out = []
+    for a in walk.entries:
+        v = StructView(kernel.memory, a, irp_t, kernel.types)
+        out.append(
+            {
+                "irp": a,
+                "type": v.field_or("Type"),
+                "size": v.field_or("Size"),
+                "flags": v.field_or("Flags"),
+                "mdl": v.field_or("MdlAddress"),
+            }
+        )
+    return out, walk.warning
+
+
 def _object_kind(kernel, obj: int) -> str:
     hdr = kernel.types.get("_DISPATCHER_HEADER")
     if hdr is None:
@@ -180,6 +209,7 @@ def thread_info(session, kernel, t: Thread, with_stack: bool = True) -> dict:
     owner_view = kernel.process(owner) if owner else None
     device_map = owner_view.f("DeviceMap") if owner_view is not None else None
     waits, wait_warning = wait_objects(kernel, t) if t.state == 5 else ([], None)
+    irps, irp_warning = irp_list(kernel, t)
 
     inc = max_increment(kernel)
     increment_error = None if inc is not None else "ReadMemory error: Cannot get nt!KeMaximumIncrement value."
@@ -230,6 +260,8 @@ def thread_info(session, kernel, t: Thread, with_stack: bool = True) -> dict:
         "wait_reason": t.wait_reason if t.state == 5 else None,
         "wait_objects": waits,
         "wait_objects_warning": wait_warning,
+        "irps": irps,
+        "irp_list_warning": irp_warning,
         "impersonation_token": imp_token,
         "device_map": device_map,
         "owning_process": owner,

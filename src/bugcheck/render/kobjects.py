@@ -206,12 +206,28 @@ def thread_head(t: dict) -> list[str]:
     return lines
 
 
+def irp_lines(t: dict) -> list[str]:
+    """kd's "IRP List:" block: ``(Type,Size) Flags  Mdl`` per IRP (Mdl as kd's 8-digit %08lx)."""
+    ps = t.get("pointer_size", 8)
+    irps = t.get("irps") or []
+    if not irps:
+        return []
+    lines = ["IRP List:"]
+    for i in irps:
+        typ = "????" if i.get("type") is None else f"{i['type']:04x}"
+        size = "????" if i.get("size") is None else f"{i['size']:04x}"
+        mdl = "????????" if i.get("mdl") is None else f"{i['mdl']:08x}"
+        lines.append(f"    {ptr(i['irp'], ps)}: ({typ},{size}) Flags: {hex8(i.get('flags'))}  Mdl: {mdl}")
+    return lines
+
+
 def thread_block(t: dict) -> list[str]:
     """The full !thread display (kd's column layout), stack last."""
     ps = t.get("pointer_size", 8)
     lines = thread_head(t)
     if t.get("unreadable"):
         return lines
+    lines += irp_lines(t)
     if t.get("impersonation_token") is not None:
         lines.append(f"Impersonation token:  {ptr(t['impersonation_token'], ps)}")
     else:

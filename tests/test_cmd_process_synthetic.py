@@ -146,7 +146,7 @@ def _build(loop: bool = False):
         mem.put(addr + 0x60, "<Q", peb)
         mem.put(addr + 0x68, "<Q", table)
         mem.put(addr + 0x78, "15s", name)
-        mem.region(table, HANDLE_TABLE.size)
+        mem.region(table, 0x100)
         mem.put(table + 8, "<I", handles)
         if sid is not None:
             sess = addr + 0x1000_0000
@@ -573,3 +573,34 @@ def test_irp_list_follows_the_wait_objects():
     assert lines[i - 1] == "    ffff918952d83d80  QueueObject"
     assert lines[i + 1] == "    ffff918955d36b80: (0006,0094) Flags: 00000884  Mdl: 00000000"
     assert lines[i + 2] == "Not impersonating"
+
+
+def test_handle_count_sums_the_free_lists_on_windows_8_and_later():
+    free_list = Type(Kind.STRUCT, "_HANDLE_TABLE_FREE_LIST", 0x40, members=[Member("HandleCount", 0x18, U4)])
+    table_t = Type(
+        Kind.STRUCT,
+        "_HANDLE_TABLE",
+        0x80,
+        members=[Member("FreeLists", 0x40, Type(Kind.ARRAY, "", 0x40, target=free_list, count=1))],
+    )
+    s = _build()
+    mem = s.kernel.memory
+    count_sym = 0xFFFFF80462AFC500
+    mem.region(count_sym, 4)
+    mem.put(count_sym, "<I", 2)  # two free lists in use although the type declares one
+    table = 0xFFFFD80249EB8040
+    mem.put(table + 0x40 + 0x18, "<I", 800)
+    mem.put(table + 0x80 + 0x18, "<I", 17)
+    types = dict(TYPES, _HANDLE_TABLE=table_t, _HANDLE_TABLE_FREE_LIST=free_list)
+
+    class Src:
+        def find_type(self, name):
+            return types.get(name)
+
+    s.kernel = Kernel(s.dump, Types(Src(), 8), {"ExpFreeListCount": count_sym}.get)
+    (res,) = s.run(f"!process {PROCS[1]:x} 0")
+    assert res.data["process"]["handle_count"] == 817
+    assert "HandleCount: 817." in res.text
+    s.kernel = Kernel(s.dump, Types(Src(), 8), lambda name: None)
+    (res,) = s.run(f"!process {PROCS[1]:x} 0")
+    assert "HandleCount: <Data Not Accessible>" in res.text

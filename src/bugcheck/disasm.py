@@ -1,4 +1,4 @@
-"""x86/x64 disassembly in WinDbg's layout (``u``, ``ub``, ``uf``, the last line of ``r``/``.trap``).
+"""x86/x64 and ARM64 disassembly in WinDbg's layout (``u``, ``ub``, ``uf``, the last line of ``r``/``.trap``).
 
 iced-x86's MASM formatter already speaks most of WinDbg's dialect (``dword ptr``,
 ``0FFFFFFFFh``, ``gs:[188h]``); this module adds what the debugger does on top:
@@ -16,6 +16,9 @@ a dump:
 - ``symbolize(address) -> str | None``: ``nt!KeBugCheckEx``, ``nt!Foo+0x12`` or
   ``myfault+0x1981``; None when no module holds the address;
 - ``function_range(address) -> (start, end) | None``: for ``uf`` (``.pdata`` or symbol sizes).
+
+``arch="arm64"`` routes decoding to :mod:`bugcheck.disasm_arm64` (capstone);
+the walking logic (``u`` counts, ``ub`` boundaries, ``uf`` reachability) is shared.
 """
 
 from __future__ import annotations
@@ -304,6 +307,51 @@ def _bitness(arch: str) -> int:
     raise ValueError(f"no disassembler for {arch}")
 
 
+def _decoder(arch: str, symbolize: SymbolizeFn | None) -> Callable[[bytes, int], Insn]:
+    """``decode(code, address) -> Insn`` for ``arch`` (the ``uf`` walker is architecture-neutral)."""
+    if arch == "arm64":
+        from bugcheck import disasm_arm64
+
+        return lambda code, a: disasm_arm64.decode_one(code, a, symbolize)
+    bitness = _bitness(arch)
+    return lambda code, a: decode_one(code, a, bitness, symbolize)
+
+
+def _disassemble_arm64(
+    read: ReadFn, address: int, count: int, symbolize: SymbolizeFn | None, end: int | None
+) -> list[Insn]:
+    from bugcheck import disasm_arm64 as a64
+
+    address &= (1 << 64) - 1
+    if end is not None:
+        n = max(0, (end - address + a64.WORD - 1) // a64.WORD)
+    else:
+        n = count
+    n = min(max(n, 0), MAX_COUNT)
+    out: list[Insn] = []
+    for k, word in enumerate(a64.fetch_words(read, address, n)):
+        out.append(a64.decode_one(word or b"", address + k * a64.WORD, symbolize))
+    return out
+
+
+def _disassemble_back_arm64(
+    read: ReadFn, address: int, count: int, symbolize: SymbolizeFn | None
+) -> list[Insn]:
+    """The present words that end at ``address`` (like x86, stop at the first absent one going down)."""
+    from bugcheck import disasm_arm64 as a64
+
+    count = max(1, min(count, 4096))
+    start = (address - count * a64.WORD) & ((1 << 64) - 1)
+    words = a64.fetch_words(read, start, count)
+    out: list[Insn] = []
+    for k in range(count - 1, -1, -1):
+        if words[k] is None:
+            break
+        out.append(a64.decode_one(words[k], start + k * a64.WORD, symbolize))
+    out.reverse()
+    return out
+
+
 def _fetch(read: ReadFn, address: int, n: int = MAX_INSN) -> bytes:
     try:
         return read(address, n) or b""
@@ -342,6 +390,8 @@ def disassemble(
     end: int | None = None,
 ) -> list[Insn]:
     """``u``: ``count`` instructions from ``address`` (or up to ``end``); the one at pc gets its note."""
+    if arch == "arm64":
+        return _disassemble_arm64(read, address, count, symbolize, end)
     bitness = _bitness(arch)
     mask = (1 << bitness) - 1
     pc = None
@@ -372,7 +422,10 @@ def disassemble_back(
     x86 decoding resynchronizes quickly, so the farthest start (within
     ``count * 15`` bytes, or the function start when known) whose linear decode
     lands exactly on ``address`` gives the most trustworthy boundaries.
+    ARM64 words are fixed and aligned, so there it is just the words below.
     """
+    if arch == "arm64":
+        return _disassemble_back_arm64(read, address, count, symbolize)
     bitness = _bitness(arch)
     count = max(1, min(count, 4096))
     window = count * MAX_INSN
@@ -459,7 +512,7 @@ def disassemble_function(
     Returns the instructions and the set of block starts (branch targets and
     fall-through points after branches), where ``uf`` prints a label line.
     """
-    bitness = _bitness(arch)
+    decode = _decoder(arch, symbolize)
     rng = function_range(address) if function_range else None
     start, end = rng if rng else (address, None)
     seen: dict[int, Insn] = {}
@@ -470,7 +523,7 @@ def disassemble_function(
         while a not in seen and len(seen) < MAX_UF_INSNS:
             if end is not None and not (start <= a < end):
                 break
-            ins = decode_one(_fetch(read, a), a, bitness, symbolize)
+            ins = decode(_fetch(read, a), a)
             seen[a] = ins
             if not ins.present or ins.mnemonic == "???":
                 break
@@ -510,10 +563,10 @@ def current_instruction_lines(
     symbolize: SymbolizeFn | None = None,
 ) -> list[str]:
     """The ``name:`` line and the instruction at pc with its memory note, as ``r`` ends."""
-    if arch not in ("x64", "x86"):
+    if arch not in ("x64", "x86", "arm64"):
         return []
-    pc = regs.get("rip" if arch == "x64" else "eip")
+    pc = regs.get({"x64": "rip", "x86": "eip"}.get(arch, "pc"))
     if pc is None:
         return []
     insns = disassemble(read, pc, 1, arch, symbolize, regs)
-    return render(insns, symbolize, 8 if arch == "x64" else 4)
+    return render(insns, symbolize, 4 if arch == "x86" else 8)

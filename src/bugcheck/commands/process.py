@@ -21,7 +21,6 @@ from bugcheck.kernel.objects import Process
 from bugcheck.kernel.typed import StructView, read_scalar
 from bugcheck.render import kobjects as render
 
-#: FILETIME of the crash minus CreateTime gives ElapsedTime; both in 100 ns units
 #: bound on the free lists summed for HandleCount (ExpFreeListCount is at most a few dozen)
 MAX_FREE_LISTS = 64
 
@@ -75,11 +74,16 @@ def _vm(p: Process, name: str):
     return None
 
 
+def _has_vm(p: Process, name: str) -> bool:
+    return p.view.has(f"Vm.Instance.{name}") or p.view.has(f"Vm.{name}")
+
+
 def process_details(session, kernel, p: Process) -> dict:
     inc = max_increment(kernel)
     messages = []
     if inc is None:
         messages.append("ReadMemory error: Cannot get nt!KeMaximumIncrement value.")
+    # ElapsedTime: the crash's FILETIME minus CreateTime, both in 100 ns units
     create = p.f("CreateTime.QuadPart")
     now = getattr(session.dump.header, "system_time", None)
     elapsed = (now - create) if (now and create) else None
@@ -113,9 +117,7 @@ def process_details(session, kernel, p: Process) -> dict:
         "quota_paged": quota_paged,
         "quota_nonpaged": quota_nonpaged,
         "working_set": {
-            "now": _vm(p, "WorkingSetSize")
-            if p.view.has("Vm.Instance.WorkingSetSize") or p.view.has("Vm.WorkingSetSize")
-            else _vm(p, "WorkingSetLeafSize"),
+            "now": _vm(p, "WorkingSetSize") if _has_vm(p, "WorkingSetSize") else _vm(p, "WorkingSetLeafSize"),
             "min": _vm(p, "MinimumWorkingSetSize"),
             "max": _vm(p, "MaximumWorkingSetSize"),
             "peak": _vm(p, "PeakWorkingSetSize"),

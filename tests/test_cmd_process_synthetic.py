@@ -604,3 +604,65 @@ def test_handle_count_sums_the_free_lists_on_windows_8_and_later():
     s.kernel = Kernel(s.dump, Types(Src(), 8), lambda name: None)
     (res,) = s.run(f"!process {PROCS[1]:x} 0")
     assert "HandleCount: <Data Not Accessible>" in res.text
+
+
+def test_x86_process_list_keeps_the_header_on_one_line():
+    pv = Type(Kind.POINTER, "Ptr32", 4, target=None)
+    le = Type(Kind.STRUCT, "_LIST_ENTRY", 8, members=[Member("Flink", 0, pv), Member("Blink", 4, pv)])
+    kproc = Type(
+        Kind.STRUCT,
+        "_KPROCESS",
+        0x20,
+        members=[Member("Header", 0, HDR), Member("DirectoryTableBase", 0x18, U4)],
+    )
+    eproc = Type(
+        Kind.STRUCT,
+        "_EPROCESS",
+        0x80,
+        members=[
+            Member("Pcb", 0, kproc),
+            Member("UniqueProcessId", 0x20, pv),
+            Member("ActiveProcessLinks", 0x24, le),
+            Member("InheritedFromUniqueProcessId", 0x2C, pv),
+            Member("Peb", 0x30, pv),
+            Member("ObjectTable", 0x34, pv),
+            Member("ImageFileName", 0x40, NAME),
+        ],
+    )
+    ethread = Type(Kind.STRUCT, "_ETHREAD", 0x40, members=[Member("Tcb", 0, HDR)])
+    types = {"_EPROCESS": eproc, "_KPROCESS": kproc, "_LIST_ENTRY": le, "_ETHREAD": ethread}
+    mem = SparseMem()
+    head, proc, table = 0x8055A158, 0x8A55F7C0, 0x8B202CC0
+    mem.region(head, 8)
+    mem.region(proc, eproc.size)
+    mem.put(proc, "<B", 3)
+    mem.put(proc + 0x18, "<I", 0x1A8000)
+    mem.put(proc + 0x20, "<I", 4)
+    mem.put(proc + 0x34, "<I", table)
+    mem.put(proc + 0x40, "15s", b"System")
+    mem.put(head, "<I", proc + 0x24)
+    mem.put(proc + 0x24, "<I", head)
+
+    class Src:
+        def find_type(self, name):
+            return types.get(name)
+
+    dump = SimpleNamespace(
+        virtual=mem,
+        pointer_size=4,
+        machine="x86",
+        header=SimpleNamespace(number_processors=1, ps_active_process_head=head, system_time=0),
+        crash_processor=0,
+        contexts=[],
+        triage=None,
+        path="synthetic",
+        read_virtual=lambda a, n: mem.read(a, n),
+    )
+    s = Session(dump)
+    s.kernel = Kernel(dump, Types(Src(), 4), lambda name: None)
+    (res,) = s.run("!process 0 0")
+    assert res.text.splitlines()[1:4] == [
+        "PROCESS 8a55f7c0  SessionId: none  Cid: 0004    Peb: 00000000  ParentCid: 0000",
+        "    DirBase: 001a8000  ObjectTable: 8b202cc0  HandleCount: <Data Not Accessible>",
+        "    Image: System",
+    ]

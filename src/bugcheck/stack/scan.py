@@ -239,15 +239,21 @@ def return_strength(code: CodeMap, va: int, callee_start: int | None = None) -> 
     return STRONG if call else WEAK
 
 
-def scan_for_return(read_u64, code: CodeMap, sp: int, limit: int = SCAN_LIMIT, callee_start=None):
-    """(slot, return address) of the first believable return address at or above ``sp``, or None."""
+def scan_for_return(
+    read_u64, code: CodeMap, sp: int, limit: int = SCAN_LIMIT, callee_start=None, accept=None
+):
+    """(slot, return address) of the first believable return address at or above ``sp``, or None.
+
+    ``accept(slot, value)``, when given, can still refuse a candidate (a look-ahead check).
+    """
     for slot in range(sp, sp + limit, 8):
         try:
             value = read_u64(slot)
         except (MemoryNotPresent, BugcheckError):
             return None
         if value and return_strength(code, value, callee_start):
-            return slot, value
+            if accept is None or accept(slot, value):
+                return slot, value
     return None
 
 
@@ -308,7 +314,20 @@ def _prolog(code: CodeMap, start: int, pc: int, fp: list) -> int | None:
                 total += eax_imm
             else:
                 return None
-            return total  # the allocation ends an x64 prolog
+            # the allocation ends an x64 prolog, but a frame pointer may still be set up
+            # right after it (``lea rbp, [rsp+N]``)
+            for _ in range(3):
+                if not dec.can_decode:
+                    break
+                nxt = dec.decode()
+                if (
+                    nxt.mnemonic in (M.MOV, M.LEA)
+                    and nxt.op0_kind == K.REGISTER
+                    and nxt.op0_register == R.RBP
+                ):
+                    fp[0] = True
+                    break
+            return total
         if mn == M.MOV and insn.op0_kind == K.REGISTER and insn.op0_register in (R.EAX, R.RAX):
             if insn.op1_kind in (K.IMMEDIATE32, K.IMMEDIATE32TO64, K.IMMEDIATE64):
                 eax_imm = insn.immediate(1)

@@ -23,7 +23,7 @@ from bugcheck.dumpfile.context import Context
 from bugcheck.errors import BugcheckError, MemoryNotPresent
 from bugcheck.stack import trapframe
 from bugcheck.stack.frames import Frame, StackWalk
-from bugcheck.stack.scan import CodeMap, prolog_frame, return_strength, scan_for_return
+from bugcheck.stack.scan import SCAN_LIMIT, CodeMap, prolog_frame, return_strength, scan_for_return
 
 MASK64 = (1 << 64) - 1
 USER_LIMIT = 0x0000_8000_0000_0000
@@ -145,13 +145,57 @@ class _Unwinder:
                     return new, "prolog"
                 # the body moved rsp (alloca): the fixed frame is still a lower bound
                 floor = sp + size
-        hit = scan_for_return(self.u64, self.code, floor, callee_start=start)
+            if floor > sp:
+                pinned = self._pin_by_earlier_call(start, floor, floor - sp)
+                if pinned is not None:
+                    new = dict(regs)
+                    new["rip"], new["rsp"] = pinned[1], (pinned[0] + 8) & MASK64
+                    return new, "prolog"
+        hit = scan_for_return(self.u64, self.code, floor, callee_start=start, accept=self._consistent)
         if hit is None:
             return None
         slot, value = hit
         new = dict(regs)
         new["rip"], new["rsp"] = value, (slot + 8) & MASK64
         return new, "scan"
+
+    def _pin_by_earlier_call(self, start: int, floor: int, fixed: int):
+        """(slot, return address) for a function whose body grew its stack (alloca).
+
+        A call the function made before growing the stack left a return address into the
+        function itself right below its fixed frame; the function's own return address is
+        then ``fixed`` bytes above that call's stack pointer.
+        """
+        for slot in range(floor, floor + SCAN_LIMIT, 8):
+            try:
+                v = self.u64(slot)
+            except (MemoryNotPresent, BugcheckError):
+                return None
+            if not v or self.code.function_start(v) != start:
+                continue
+            ret_slot = slot + 8 + fixed
+            try:
+                value = self.u64(ret_slot)
+            except (MemoryNotPresent, BugcheckError):
+                return None
+            if value and return_strength(self.code, value, start):
+                return ret_slot, value
+        return None
+
+    def _consistent(self, slot: int, value: int) -> bool:
+        """Look ahead: when the candidate caller's prolog is known, its own return address must
+        sit where that prolog puts it (a stale return address rarely passes this)."""
+        start = self.code.function_start(value)
+        if start is None or is_trap_handler(_symbol(self.resolver, value)):
+            return True
+        got = prolog_frame(self.code, start, value)
+        if got is None or got[1]:
+            return True
+        try:
+            nxt = self.u64(slot + 8 + got[0])
+        except (MemoryNotPresent, BugcheckError):
+            return True
+        return nxt == 0 or bool(return_strength(self.code, nxt))
 
     def _pdata_step(self, frame: Frame, regs, lookup):
         from bugcheck.stack.unwind_x64 import UnwindError, virtual_unwind

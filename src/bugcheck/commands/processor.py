@@ -242,6 +242,18 @@ def _lock_queue(kernel, p) -> str | None:
     return "".join(chars)
 
 
+def _affinity(kernel, name: str) -> int | None:
+    """Group 0 of a kernel KAFFINITY_EX global (KeActiveProcessors, KiIdleSummary), None when absent."""
+    addr = kernel.symbol(name)
+    t = kernel.types.get("_KAFFINITY_EX")
+    if not addr or t is None or t.member("Bitmap") is None:
+        return None
+    try:
+        return kernel.read_pointer(addr + t.field_offset("Bitmap"))
+    except (MemoryNotPresent, BugcheckError):
+        return None
+
+
 def _priority(kernel, thread_addr: int | None) -> int | None:
     if not thread_addr:
         return None
@@ -256,6 +268,8 @@ def running_command(session, args: str) -> Result:
     show_idle = "i" in opts
     stacks = "t" in opts
     procs = kernel.processors()
+    active = _affinity(kernel, "KeActiveProcessors")
+    idle_summary = _affinity(kernel, "KiIdleSummary")
     system_mask = idle_mask = 0
     rows = []
     for p in procs:
@@ -263,7 +277,10 @@ def running_command(session, args: str) -> Result:
             continue
         system_mask |= 1 << p.index
         cur, idle = p.current_thread, p.idle_thread
-        is_idle = cur is not None and cur == idle and not p.next_thread
+        if idle_summary is not None:
+            is_idle = bool(idle_summary >> p.index & 1)
+        else:
+            is_idle = cur is not None and cur == idle and not p.next_thread
         if is_idle:
             idle_mask |= 1 << p.index
         if is_idle and not show_idle:
@@ -285,13 +302,20 @@ def running_command(session, args: str) -> Result:
             _frames, lines, note = thread_stack(session, kernel, t, p.index)
             row["stack_lines"] = lines or ([f"Stack unavailable: {note}"] if note else [])
         rows.append(row)
+    if active is not None:
+        system_mask = active
     data = {
         "pointer_size": kernel.pointer_size,
         "system_mask": system_mask,
         "idle_mask": idle_mask,
         "all_idle": bool(system_mask) and idle_mask == system_mask,
         "rows": rows,
-        "mask_source": "processors with a PRCB; idle = current thread is the idle thread",
+        "mask_source": {
+            "system": "nt!KeActiveProcessors" if active is not None else "processors with a PRCB",
+            "idle": "nt!KiIdleSummary"
+            if idle_summary is not None
+            else "processors whose current thread is their idle thread",
+        },
     }
     return Result(render.running_text(data), data, "bugcheck.running/1")
 

@@ -386,13 +386,11 @@ def pcr_text(d: dict) -> str:
     if d.get("dpc_error"):
         lines.append(f"\t{'DpcQueue':>18}: {d['dpc_error']}")
     else:
-        lines.append(
-            f"\t{'DpcQueue':>18}: "
-            + "".join(
-                f" 0x{ptr(e['dpc'], ps)} 0x{ptr(e['routine'], ps)} {e.get('name') or ''}".rstrip()
-                for e in dpc
-            )
-        )
+        entries = [
+            f" 0x{ptr(e['dpc'], ps)} 0x{ptr(e['routine'], ps)} {e.get('name') or ''}".rstrip() for e in dpc
+        ]
+        lines.append(f"\t{'DpcQueue':>18}: " + (entries[0] if entries else ""))
+        lines += ["\t" + " " * 20 + e for e in entries[1:]]
     return "\n".join(lines)
 
 

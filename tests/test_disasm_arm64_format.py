@@ -8,6 +8,7 @@ check the decisions documented in :mod:`bugcheck.disasm_arm64`.
 
 from __future__ import annotations
 
+import re
 import struct
 
 import pytest
@@ -221,3 +222,19 @@ def test_current_instruction_line_uses_pc():
     lines = disasm.current_instruction_lines(read, {"pc": A + 4, "x0": 1}, "arm64", lambda a: "drv!F+0x4")
     assert lines == ["drv!F+0x4:", "fffff803`f32de004 910003fd mov         fp,sp"]
     assert disasm.current_instruction_lines(read, {"x0": 1}, "arm64") == []
+
+
+def test_any_word_gives_one_well_formed_line():
+    import random
+
+    rng = random.Random(20260524)
+    shape = re.compile(r"^fffff803`f32de000 [0-9a-f]{8} (\S+)( +\S.*)?$")
+    for _ in range(5000):
+        word = rng.getrandbits(32)
+        ins = decode_one(struct.pack("<I", word), A)
+        m = shape.match(ins.text())
+        assert m, (hex(word), ins.text())
+        assert ", " not in ins.operands and not re.search(r"\bx(29|30)\b", ins.operands)
+        assert not ins.mnemonic.startswith("b.")
+        if ins.target is not None:
+            assert ins.operands.endswith(disasm.hex_addr(ins.target))

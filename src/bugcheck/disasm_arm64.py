@@ -204,7 +204,7 @@ def fetch_words(read: Callable[[int, int], bytes], address: int, count: int) -> 
             data = read(a, want * WORD) or b""
         except Exception:
             data = b""
-        got = len(data) // WORD
+        got = min(len(data) // WORD, want)
         for k in range(got):
             out.append(bytes(data[k * WORD : (k + 1) * WORD]))
         if got < want:

@@ -37,7 +37,8 @@ _COMBOS = [
 
 def _hex(v: int | None, ps: int) -> str:
     if v is None:
-        return "????????" if ps == 4 else "????????`????????"
+        # unreadable stack arguments print as zeros, as dbgeng's walker leaves them
+        v = 0
     if ps == 4:
         return f"{v & 0xFFFFFFFF:08x}"
     v &= (1 << 64) - 1
@@ -194,6 +195,8 @@ def _k(session, name: str, argtext: str) -> Result:
         only_calls="c" in letters,
         memory="f" in letters,
     )
+    if not sw.frames:
+        lines += sw.warnings or ["No stack frames: the register context is not available"]
     data = {
         "command": name,
         "context": getattr(session, "context_reason", "") or "default",

@@ -61,6 +61,7 @@ class _Unwinder:
         self.store = store
         self.code = CodeMap(dump, resolver)
         self._lookups: dict[int, object] = {}
+        self.records = _exception_records(dump)
 
     # -- memory ---------------------------------------------------------------------------------
     def read(self, va: int, n: int) -> bytes:
@@ -184,7 +185,12 @@ class _Unwinder:
 
     def _consistent(self, slot: int, value: int) -> bool:
         """Look ahead: when the candidate caller's prolog is known, its own return address must
-        sit where that prolog puts it (a stale return address rarely passes this)."""
+        sit where that prolog puts it (a stale return address rarely passes this).
+
+        Slots inside the exception and context records the bugcheck names are register
+        copies, never return addresses."""
+        if any(a <= slot < b for a, b in self.records):
+            return False
         start = self.code.function_start(value)
         if start is None or is_trap_handler(_symbol(self.resolver, value)):
             return True
@@ -241,6 +247,29 @@ class _Unwinder:
                 frame.trap_frame = t
                 return regs, "trap_frame"
         return None
+
+
+EXCEPTION_RECORD64_SIZE = 0x98
+X64_CONTEXT_SIZE = 0x4D0
+
+#: bugchecks whose parameters point at records on the stack: code -> [(parameter index, size)]
+#: (0x7E: exception record, context record; 0x8E: trap frame; 0x3B: context record)
+_RECORD_PARAMS = {
+    0x7E: [(2, EXCEPTION_RECORD64_SIZE), (3, X64_CONTEXT_SIZE)],
+    0x1000007E: [(2, EXCEPTION_RECORD64_SIZE), (3, X64_CONTEXT_SIZE)],
+    0x8E: [(2, trapframe.X64_TRAP_FRAME_SIZE)],
+    0x1000008E: [(2, trapframe.X64_TRAP_FRAME_SIZE)],
+    0x3B: [(2, X64_CONTEXT_SIZE)],
+}
+
+
+def _exception_records(dump) -> list[tuple[int, int]]:
+    """Address ranges of the records the bugcheck parameters name (register copies, not frames)."""
+    params = getattr(dump, "bugcheck_parameters", None) or ()
+    which = _RECORD_PARAMS.get(getattr(dump, "bugcheck_code", None), [])
+    if getattr(dump, "pointer_size", 8) != 8:
+        return []
+    return [(params[i], params[i] + size) for i, size in which if i < len(params) and params[i]]
 
 
 def _pdata_complete(img) -> bool:

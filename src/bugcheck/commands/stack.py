@@ -169,9 +169,10 @@ def _k(session, name: str, argtext: str) -> Result:
     letters = name[1:].lower()
     count = DEFAULT_FRAMES
     text = argtext.strip()
+    context = None
+    if text.startswith("="):
+        context, text = _explicit_context(session, text[1:])
     if text:
-        if text.startswith("="):
-            raise CommandError("k = BasePtr StackPtr InstructionPtr is not supported")
         try:
             count = session.evaluate(text)
         except Exception as e:
@@ -179,13 +180,13 @@ def _k(session, name: str, argtext: str) -> Result:
         if count <= 0:
             raise CommandError(f"Syntax error in '{name} {text}'")
         count = min(count, MAX_FRAMES)
-    sw = session_walk(session, count + 1)
+    sw = session_walk(session, count + 1, context)
     if len(sw.frames) > count:
         # walked one more so the last shown frame still has its return address and args
         del sw.frames[count:]
     ps = session.pointer_size
     lines = []
-    if getattr(session, "context_reason", ""):
+    if getattr(session, "context_reason", "") and context is None:
         lines.append(LAST_SET_CONTEXT)
     lines += render(
         sw,
@@ -204,6 +205,27 @@ def _k(session, name: str, argtext: str) -> Result:
         "warnings": sw.warnings,
     }
     return Result("\n".join(lines), data, "bugcheck.stack/1")
+
+
+def _explicit_context(session, text: str):
+    """``k = BasePtr StackPtr InstructionPtr [FrameCount]``: a context from three values."""
+    from bugcheck.dumpfile.context import Context
+
+    values = []
+    rest = text
+    for _ in range(3):
+        rest = rest.strip()
+        if not rest:
+            break
+        v, end = session.evaluate_prefix(rest)
+        values.append(v)
+        rest = rest[end:]
+    if len(values) != 3:
+        raise CommandError("k = needs BasePtr StackPtr InstructionPtr")
+    base, stack, ip = values
+    names = {"x64": ("rbp", "rsp", "rip"), "x86": ("ebp", "esp", "eip"), "arm64": ("fp", "sp", "pc")}
+    bp_name, sp_name, ip_name = names.get(session.machine, names["x64"])
+    return Context(session.machine, {bp_name: base, sp_name: stack, ip_name: ip}), rest.strip()
 
 
 def _make(name: str):

@@ -122,7 +122,7 @@ def _result(session, insns, labels=None, arch="x64") -> Result:
 
 
 def _check_arch(arch: str) -> None:
-    if arch not in ("x64", "x86"):
+    if arch not in ("x64", "x86", "arm64"):
         raise CommandError(f"Disassembly is not available for {arch} targets in this version")
 
 

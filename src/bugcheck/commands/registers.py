@@ -23,7 +23,7 @@ def context_text(session, ctx, trap: bool = False) -> list[str]:
     arch = getattr(ctx, "arch", "x64")
     regs = dict(getattr(ctx, "regs", {}) or {})
     lines = render.register_block(regs, arch, trap)
-    if arch in ("x64", "x86"):
+    if arch in ("x64", "x86", "arm64"):
         lines += disasm.current_instruction_lines(reader(session), regs, arch, symbolizer(session))
     else:
         pc = regs.get("pc")

@@ -91,3 +91,23 @@ def test_frame_and_processor_switch(session):
     session.run("~0s")
     assert session.context is session.crash_context
     assert session.run("k 1")[0].data["frames"][0]["pc"] == 0xFFFFF8047BDF5A80
+
+
+@pytest.mark.parametrize(
+    "regs",
+    [
+        "0 0 0",
+        "0 ffff850429890ee8 0",  # no pc
+        "0 1000 fffff8047bdf5a80",  # stack not in the dump
+        "0 ffff850429890ee8 1234",  # pc outside every module
+        "ffffffffffffffff ffff850429892ff8 fffff8048b58334c",  # stack top: reads run off the end
+        "0 ffff850429890ee9 fffff8047bdf5a81",  # misaligned sp, pc mid-instruction
+    ],
+)
+def test_garbage_contexts_do_not_break_the_walk(session, regs):
+    r = session.run(f"kv = {regs} 0x40")[0]
+    assert r.schema == "bugcheck.stack/1", r.text
+    frames = r.data["frames"]
+    assert len(frames) <= 0x40
+    for a, b in zip(frames, frames[1:]):
+        assert b["sp"] > a["sp"]

@@ -245,7 +245,11 @@ class Dump:
         return Process(self, p) if p is not None else None
 
     def stack(self, max_frames: int = 256) -> list[dict]:
-        """Frames from the crash context (what ``k`` walks first), innermost first."""
+        """Frames from the register context in effect, innermost first (what ``k`` prints).
+
+        That is the crash context unless a command run here (``.cxr``, ``.thread``,
+        ``~Ns``...) selected another one.
+        """
         return self._walk(None, max_frames)["frames"]
 
     def _walk(self, context, max_frames: int) -> dict:

@@ -172,3 +172,43 @@ def test_process_command_threads(built, symbols_dir):
     for r, p in zip(rows, kernel.processes, strict=True):
         got = [(t["address"], t["pid"], t["tid"], t["state"]) for t in r["threads"]]
         assert got == [(t.address, p.pid, t.tid, THREAD_STATES[t.state]) for t in p.threads]
+
+
+def _frame_functions(frames: list[dict]) -> list[str]:
+    return [f["symbol"].split("+", 1)[0] for f in frames]
+
+
+def test_waiting_thread_stacks_unwind_through_pdata(built, symbols_dir):
+    """Waiting threads' stacks are real call chains the synthetic image's .pdata unwinds."""
+    kernel, path = built
+    user = next(t for t in kernel.processes[3].threads if t.state != 2)
+    system = next(t for t in kernel.processes[0].threads if t.state != 2)
+    wait = ["nt!KiSwapContext", "nt!KiSwapThread", "nt!KiCommitThreadWait", "nt!KeWaitForSingleObject"]
+    res = _run(path, symbols_dir, f"!thread {user.address:x}")
+    frames = res.data["frames"]["frames"]
+    assert _frame_functions(frames)[:6] == [*wait, "nt!NtWaitForSingleObject", "nt!KiSystemServiceCopyEnd"]
+    assert frames[0]["sp"] == user.kernel_stack + 0x40
+    assert frames[0]["pc"] == user.switch_return
+    # The system call's trap frame gives the user-mode caller.
+    assert frames[6]["pc"] < 0x8000_0000_0000 and frames[5]["sp"] == user.trap_frame
+    res = _run(path, symbols_dir, f"!thread {system.address:x}")
+    frames = res.data["frames"]["frames"]
+    assert _frame_functions(frames) == [
+        *wait,
+        "nt!ExpWorkerThread",
+        "nt!PspSystemThreadStartup",
+        "nt!KiStartSystemThread",
+    ]
+    assert frames[-1]["return_address"] == 0
+
+
+def test_crash_stack(built, symbols_dir):
+    kernel, path = built
+    res = _run(path, symbols_dir, "k")
+    frames = res.data["frames"]
+    assert _frame_functions(frames)[:3] == [
+        "nt!KeBugCheckEx",
+        "nt!NtWaitForSingleObject",
+        "nt!KiSystemServiceCopyEnd",
+    ]
+    assert frames[0]["sp"] == kernel.processors[kernel.crash_processor].context["rsp"]

@@ -21,6 +21,16 @@ from bugcheck.dumpfile.writer.headers import context_bytes
 from .kdbg import kdbg_bytes
 from .memory import PAGE, Arena, SparseMemory
 from .modules import SynthModule, build_module_list, pe_header_page
+from .stacks import (
+    IDLE_CHAIN,
+    SYSTEM_SERVICE,
+    SYSTEM_TAIL,
+    UNWOUND,
+    USER_TAIL,
+    WAIT_CHAIN,
+    build_pdata,
+    lay_chain,
+)
 
 DEFAULT_KERNEL_BASE = 0xFFFFF804_7BA00000
 #: pool for objects, module entries and strings; stacks get their own range
@@ -73,7 +83,9 @@ _GLOBALS = (
     "KeMaximumIncrement",
     "KeNumberProcessors",
 )
-_CODE = ("KeBugCheckEx", "KiSwapContext", "KiIdleLoop", "PspSystemThreadStartup", "KiStartSystemThread")
+_CODE = tuple(UNWOUND) + (SYSTEM_SERVICE[0],)
+#: the exception directory and unwind data sit this far below the end of the image
+PDATA_AREA = 0x8000
 
 
 @dataclass
@@ -94,6 +106,10 @@ class SynthThread:
     #: the return address saved in the switch frame at ``kernel_stack`` (0 for running threads)
     switch_return: int = 0
     processor: int | None = None
+    #: user threads: the system call's trap frame
+    trap_frame: int = 0
+    #: running threads: the registers their processor holds
+    context: dict[str, int] | None = None
 
 
 @dataclass
@@ -184,7 +200,7 @@ def _symbols(table, kernel_base: int) -> dict[str, int]:
     for name in _GLOBALS + _CODE:
         s = table.symbol_by_name(name)
         if s is None:
-            if name in _GLOBALS[:4]:
+            if name in _GLOBALS[:4] or name in _CODE:
                 raise ValueError(f"the kernel table has no {name}")
             continue
         out[name] = kernel_base + s.rva
@@ -192,7 +208,7 @@ def _symbols(table, kernel_base: int) -> dict[str, int]:
 
 
 def _image_size(symbols: dict[str, int], kernel_base: int) -> int:
-    top = max(symbols.values()) - kernel_base + 0x10000
+    top = max(symbols.values()) - kernel_base + 0x10000 + PDATA_AREA
     return (top + 0xFFFF) & ~0xFFFF
 
 
@@ -246,7 +262,21 @@ def build_kernel(
             va += (msize + 0xFFFF) & ~0xFFFF
     else:
         mods += [SynthModule(p, b, s, t, c) for p, b, s, t, c in modules]
-    mem.write(kernel_base, pe_header_page(kernel_base, size, nt.timestamp, nt.checksum))
+    unwind = build_pdata(mem, table, kernel_base, size - PDATA_AREA)
+    code_rvas = [v - kernel_base for k, v in sym.items() if k not in _GLOBALS]
+    data_start = min(v - kernel_base for k, v in sym.items() if k in _GLOBALS) & ~(PAGE - 1)
+    text_end = data_start if max(code_rvas) < data_start else size
+    mem.write(
+        kernel_base,
+        pe_header_page(
+            kernel_base,
+            size,
+            nt.timestamp,
+            nt.checksum,
+            exception=(unwind.pdata_rva, unwind.pdata_size),
+            text_end=text_end,
+        ),
+    )
     build_module_list(mem, pool, table, sym["PsLoadedModuleList"], mods)
 
     # -- sessions ---------------------------------------------------------------------------------
@@ -280,26 +310,55 @@ def build_kernel(
             fl_off = fl_member.offset
             fl_count = fl_t.field_offset("HandleCount")
             ht_size = max(ht_size, fl_off + free_lists * fl_t.size)
-    swap_ret = sym.get("KiSwapContext", kernel_base + 0x1000) + 0x6E
-    start_sys = sym.get("PspSystemThreadStartup", kernel_base + 0x2000)
+    start_sys = sym.get("ExpWorkerThread", kernel_base + 0x2000)
+    ktrap = table.find_type("_KTRAP_FRAME")
     ps = 8
 
-    def new_thread(proc: SynthProcess, state: int, user: bool, start: int) -> SynthThread:
+    def new_thread(
+        proc: SynthProcess, state: int, user: bool, start: int, is_idle: bool = False
+    ) -> SynthThread:
         va = pool.alloc(et.size, 16)
         tid = next_cid()
         slot = next(stack_slot)
         stack_base = STACK_BASE + slot * STACK_STRIDE + STACK_STRIDE
         initial = stack_base - INITIAL_STACK_RESERVE
-        kstack = initial - 0x400 if state != STATE_RUNNING else initial - 0x800
         mem.touch(stack_base - PAGE, PAGE)
         reason = None
-        ret = 0
         if state == STATE_WAIT:
             reason = rng.choices([r for r, _ in _WAIT_REASONS], [w for _, w in _WAIT_REASONS])[0]
-        if state != STATE_RUNNING:
-            ret = swap_ret
-            mem.put(kstack + SWITCH_FRAME_RBP, kstack + SWITCH_FRAME_SIZE + 0x80, ps)
-            mem.put(kstack + SWITCH_FRAME_RETURN, ret, ps)
+        trap = 0
+        if user:
+            # A user thread entered the kernel by a system call: its trap frame tops the stack.
+            trap = initial - ktrap.size
+            mem.set_many(
+                trap,
+                ktrap,
+                {"Rip": start + 0x14, "Rsp": 0x0000_00B0_0000_0000 + tid * 0x1000 - 0x28,
+                 "SegCs": 0x33, "SegSs": 0x2B, "EFlags": 0x246},
+            )  # fmt: skip
+            outer = (trap - 8, sym["KiSystemServiceCopyEnd"] + SYSTEM_SERVICE[1])
+            tail = USER_TAIL
+        else:
+            outer = (initial - 0x28, 0)
+            tail = SYSTEM_TAIL
+        context = None
+        ret = 0
+        if state == STATE_RUNNING and is_idle:
+            rsp, pc = lay_chain(mem, sym, unwind, IDLE_CHAIN, initial - 0x28, 0)
+            context = {"rip": pc, "rsp": rsp}
+            kstack = rsp - 0x100
+        elif state == STATE_RUNNING:
+            # Stopped on the first instruction of KeBugCheckEx: the return address is at rsp.
+            rsp, pc = lay_chain(mem, sym, unwind, tail, *outer)
+            mem.put(rsp - 8, pc, ps)
+            context = {"rip": sym["KeBugCheckEx"], "rsp": rsp - 8, "rcx": 0xE2}
+            kstack = rsp - 0x200
+        else:
+            rsp, pc = lay_chain(mem, sym, unwind, WAIT_CHAIN + tail, *outer)
+            kstack = rsp - SWITCH_FRAME_SIZE
+            ret = pc
+            mem.put(kstack + SWITCH_FRAME_RBP, rsp + 0x80, ps)
+            mem.put(kstack + SWITCH_FRAME_RETURN, pc, ps)
         wait_time = TICK_COUNT - rng.randrange(0, 0x10000)
         teb = (0x0000_00A0_0000_0000 + proc.pid * 0x100000 + tid * 0x2000) if user else 0
         values = {
@@ -313,6 +372,7 @@ def build_kernel(
             "Tcb.StackBase": stack_base,
             "Tcb.StackLimit": stack_base - STACK_SIZE,
             "Tcb.KernelStack": kstack,
+            "Tcb.TrapFrame": trap,
             "Tcb.Teb": teb,
             "Tcb.Process": proc.address,
             "Tcb.ApcState.Process": proc.address,
@@ -332,7 +392,8 @@ def build_kernel(
             else:
                 mem.set(va, et, path, value)
         t = SynthThread(va, proc.pid, tid, state, reason, teb, initial, stack_base,
-                        stack_base - STACK_SIZE, kstack, start, wait_time, ret)  # fmt: skip
+                        stack_base - STACK_SIZE, kstack, start, wait_time, ret, None, trap,
+                        context)  # fmt: skip
         proc.threads.append(t)
         return t
 
@@ -450,25 +511,12 @@ def build_kernel(
     crash_thread.processor = crash_processor
     for i in range(processors):
         idle_thread = new_thread(idle, STATE_RUNNING if i != crash_processor else STATE_READY, False,
-                                 sym.get("KiIdleLoop", kernel_base))  # fmt: skip
+                                 sym["KiIdleLoop"], is_idle=True)  # fmt: skip
         idle_thread.processor = i
         pcr = pool.alloc(kpcr.size, PAGE)
         prcb = pcr + prcb_off
         current = crash_thread if i == crash_processor else idle_thread
-        if i == crash_processor:
-            ctx = {
-                "rip": sym.get("KeBugCheckEx", kernel_base + 0x1000),
-                "rsp": current.kernel_stack,
-                "rbp": current.kernel_stack + 0x80,
-                "rcx": 0xE2,
-            }
-        else:
-            ctx = {
-                "rip": sym.get("KiIdleLoop", kernel_base + 0x1000) + 0x3C,
-                "rsp": current.kernel_stack,
-            }
-        ctx["rsp"] &= ~0xF
-        ctx["rsp"] -= 8  # a call's return address was pushed: rsp is 8 mod 16 at a function entry
+        ctx = dict(current.context)
         mem.set_many(pcr, kpcr, {"Self": pcr, "CurrentPrcb": prcb, "NtTib.StackBase": current.stack_base})
         mem.set_many(
             prcb,

@@ -33,8 +33,21 @@ class SynthModule:
         return self.path.replace("/", "\\").rsplit("\\", 1)[-1]
 
 
-def pe_header_page(base: int, size: int, timestamp: int, checksum: int, machine: int = 0x8664) -> bytes:
-    """One page holding a minimal, well-formed PE32+ header for an image of ``size`` bytes at ``base``."""
+def pe_header_page(
+    base: int,
+    size: int,
+    timestamp: int,
+    checksum: int,
+    machine: int = 0x8664,
+    *,
+    exception: tuple[int, int] = (0, 0),
+    text_end: int | None = None,
+) -> bytes:
+    """One page holding a minimal, well-formed PE32+ header for an image of ``size`` bytes at ``base``.
+
+    ``exception`` is the exception directory (.pdata) as (RVA, size); ``text_end``
+    splits the image into an executable ``.text`` from 0x1000 and ``.data`` after it.
+    """
     page = bytearray(PAGE)
     lfanew = 0x80
     page[0:2] = b"MZ"
@@ -42,7 +55,8 @@ def pe_header_page(base: int, size: int, timestamp: int, checksum: int, machine:
     page[lfanew : lfanew + 4] = b"PE\0\0"
     coff = lfanew + 4
     opt_size = 0xF0
-    struct.pack_into("<HHIIIHH", page, coff, machine, 1, timestamp & 0xFFFFFFFF, 0, 0, opt_size, 0x22)
+    nsect = 2 if text_end and 0x1000 < text_end < size else 1
+    struct.pack_into("<HHIIIHH", page, coff, machine, nsect, timestamp & 0xFFFFFFFF, 0, 0, opt_size, 0x22)
     opt = coff + 20
     struct.pack_into(
         "<HBBIIIII",
@@ -62,9 +76,16 @@ def pe_header_page(base: int, size: int, timestamp: int, checksum: int, machine:
     struct.pack_into("<IIIHH", page, opt + 0x38, size, 0x1000, checksum & 0xFFFFFFFF, 1, 0x160)
     struct.pack_into("<QQQQ", page, opt + 0x48, 0x80000, 0x1000, 0x100000, 0x1000)
     struct.pack_into("<II", page, opt + 0x68, 0, 16)  # LoaderFlags, NumberOfRvaAndSizes
+    struct.pack_into("<II", page, opt + 0x70 + 3 * 8, *exception)
     sect = opt + opt_size
-    body = max(size - 0x1000, 0)
-    struct.pack_into("<8sIIIIIIHHI", page, sect, b".data", body, 0x1000, 0, 0, 0, 0, 0, 0, 0xC8000040)
+    sections = [(b".data", 0x1000, max(size - 0x1000, 0), 0xC8000040)]
+    if nsect == 2:
+        sections = [
+            (b".text", 0x1000, text_end - 0x1000, 0x68000020),  # code, execute, read
+            (b".data", text_end, size - text_end, 0xC8000040),
+        ]
+    for i, (name, rva, vsize, flags) in enumerate(sections):
+        struct.pack_into("<8sIIIIIIHHI", page, sect + i * 40, name, vsize, rva, 0, 0, 0, 0, 0, 0, flags)
     return bytes(page)
 
 

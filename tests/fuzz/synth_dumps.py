@@ -1,0 +1,85 @@
+"""Writer-made kernel dumps with hostile contents: looping lists and path-like module names.
+
+The synthetic kernel (``bugcheck.dumpfile.synth``) is laid out with a real
+19041 kernel's types from the corpus ISF table, so the tool identifies the table
+and walks PsLoadedModuleList / PsActiveProcessHead as it would on a real
+MEMORY.DMP. The corruptions are applied to that memory before it is written.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+#: the 19041 table the corpus's rizin-triage_x64.dmp matches; any table with the kernel types works
+TABLE = "symbols/isf/windows/ntkrnlmp.pdb/5278AFF86C341677D7D7835C85B7B844-1.json.xz"
+
+#: names a dump could carry to reach outside a symbol folder if used as paths
+EVIL_NAMES = (
+    "..\\..\\..\\evil1.sys",
+    "../../../../tmp/evil2.sys",
+    "C:\\Windows\\evil3.sys",
+    "C:evil4.sys",
+    "..",
+    "evil5.sys:stream",
+    "/etc/evil6",
+)
+
+_table_cache: dict[str, object] = {}
+
+
+def load_table(corpus: Path):
+    from bugcheck.symbols.isf import load_isf
+
+    key = str(corpus / TABLE)
+    if key not in _table_cache:
+        _table_cache[key] = load_isf(corpus / TABLE, use_cache=False)
+    return _table_cache[key]
+
+
+def hostile_kernel(corpus: Path, *, cycles: bool = True, evil: bool = True, processes: int = 8):
+    """A synthetic kernel with looping lists and (optionally) path-like module base names."""
+    from bugcheck.dumpfile.synth import build_kernel
+
+    table = load_table(corpus)
+    mods = []
+    if evil:
+        # long placeholder paths: their BaseDllName buffers are big enough for every evil name
+        mods = [
+            (f"\\SystemRoot\\system32\\drivers\\{'p' * 40}{i}.sys", 0xFFFFF804_00000000 + i * 0x100000, 0x20000,
+             0x5F000000 + i, 0x1000 + i)
+            for i in range(len(EVIL_NAMES))
+        ]  # fmt: skip
+    k = build_kernel(table, processes=processes, threads_per_process=2, processors=2, modules=mods or None)
+    mem = k.memory
+    kldr = table.find_type("_KLDR_DATA_TABLE_ENTRY")
+    if evil:
+        for m, name in zip(k.modules[-len(EVIL_NAMES) :], EVIL_NAMES, strict=True):
+            buf_va = _read_ptr(mem, m.entry + mem.offset(kldr, "BaseDllName.Buffer"))
+            raw = name.encode("utf-16-le")
+            mem.write(buf_va, raw + b"\0\0")
+            mem.put(m.entry + mem.offset(kldr, "BaseDllName.Length"), len(raw), 2)
+            full_va = _read_ptr(mem, m.entry + mem.offset(kldr, "FullDllName.Buffer"))
+            mem.write(full_va, raw + b"\0\0")
+            mem.put(m.entry + mem.offset(kldr, "FullDllName.Length"), len(raw), 2)
+    if cycles:
+        # the process list loops back into itself; one thread list entry points at itself;
+        # the module list's last entry loops to the second
+        k.link_process_cycle(len(k.processes) - 1, 1)
+        et = table.find_type("_ETHREAD")
+        t = k.processes[2].threads[0]
+        at = t.address + mem.offset(et, "ThreadListEntry")
+        mem.put(at, at, 8)
+        link = mem.offset(kldr, "InLoadOrderLinks")
+        mem.put(k.modules[-1].entry + link, k.modules[1].entry + link, 8)
+    return k
+
+
+def _read_ptr(mem, va: int) -> int:
+    return int.from_bytes(mem.read(va, 8), "little")
+
+
+def write_hostile_dump(corpus: Path, path: Path, kind: str = "kernel_bitmap", **kw) -> Path:
+    from bugcheck.dumpfile.synth import write_kernel_dump
+
+    write_kernel_dump(hostile_kernel(corpus, **kw), path, kind)
+    return path

@@ -50,7 +50,9 @@ def _safe(fn, default=None):
 
 
 @dataclass
-class Thread:
+class _ObjectView:
+    """A kernel object at an address; ``f(path)`` reads a field or gives ``default``."""
+
     view: StructView
 
     @property
@@ -60,6 +62,9 @@ class Thread:
     def f(self, path: str, default=None):
         return self.view.field_or(path, default)
 
+
+@dataclass
+class Thread(_ObjectView):
     @property
     def cid(self) -> tuple[int | None, int | None]:
         return self.f("Cid.UniqueProcess"), self.f("Cid.UniqueThread")
@@ -141,16 +146,7 @@ class Thread:
 
 
 @dataclass
-class Process:
-    view: StructView
-
-    @property
-    def address(self) -> int:
-        return self.view.address
-
-    def f(self, path: str, default=None):
-        return self.view.field_or(path, default)
-
+class Process(_ObjectView):
     @property
     def pid(self):
         return self.f("UniqueProcessId")

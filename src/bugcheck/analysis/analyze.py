@@ -29,6 +29,7 @@ from bugcheck.analysis.triage_rules import default_rules, pick_culprit
 from bugcheck.errors import BugcheckError, MemoryNotPresent
 
 SCHEMA = "bugcheck.analysis/1"
+NO_UNWIND_WARNING = "WARNING: Stack unwind information not available. Following frames may be wrong."
 #: what the kernel leaves in header fields it did not set ("PAGE")
 PAGE_FILLER = 0x45474150
 _M = 0x10000000
@@ -46,6 +47,13 @@ NTSTATUS_NAMES = {
     0xC0000409: "Security check failure or stack buffer overrun",
     0xC00000FD: "Stack overflow",
     0xC0000420: "Assertion failure",
+}
+
+#: NTSTATUS message-table text as ERROR_CODE shows it (only texts seen in real !analyze output)
+NTSTATUS_MESSAGES = {
+    0xC0000005: "The instruction at 0x%p referenced memory at 0x%p. The memory could not be %s.",
+    0xC0000409: "The system detected an overrun of a stack-based buffer in this application. "
+    "This overrun could potentially allow a malicious user to gain control of this application.",
 }
 
 
@@ -93,34 +101,48 @@ class Analysis:
         }
 
     def text(self, verbose: bool = True) -> str:
+        if not verbose:
+            return self._short_text()
         out = [self.box.rstrip("\n"), ""]
         out.extend(self.warnings)
         if self.warnings:
             out.append("")
-        if not verbose:
-            out.append(f"FAILURE_BUCKET_ID:  {self.failure_bucket_id}")
-            if self.culprit:
-                out.append(f"MODULE_NAME: {self.culprit.get('module') or ''}")
-                out.append(f"IMAGE_NAME:  {self.culprit.get('image_name') or ''}")
-            out.append(f"Followup:     {self.followup}")
-            out.append("---------")
-            return "\n".join(out)
         out += ["Debugging Details:", "------------------", "", ""]
         for key, lines in self.fields:
             sep = " " if key in _ONE_SPACE else "  "
             if key == "KEY_VALUES_STRING":
                 out.append(f"{key}: {lines[0]}")
                 out.extend(lines[1:])
+                out.append("")  # WinDbg leaves two blank lines after the key/value block
             elif key in _BLOCK_FIELDS:
                 out.append(f"{key}:{sep}{lines[0]}")
                 out.extend(lines[1:])
             elif key == "STACK_TEXT":
                 out.append("STACK_TEXT:  ")
                 out.extend(lines)
+                out.append("")  # and two after the stack
             else:
                 out.append(f"{key}:{sep}{lines[0] if lines else ''}")
                 out.extend(lines[1:])
             out.append("")
+        out.append(f"Followup:     {self.followup}")
+        out.append("---------")
+        return "\n".join(out)
+
+    def _short_text(self) -> str:
+        """Plain ``!analyze``: the box, one BugCheck line and the ``Probably caused by`` guess."""
+        box_rule_lines = self.box.split("\n")[:5]
+        out = box_rule_lines + ["", "Use !analyze -v to get detailed debugging information.", ""]
+        args = ", ".join(f"{v:x}" for v in self.args)
+        out += [f"BugCheck {self.bugcheck_code:X}, {{{args}}}", ""]
+        out.extend(self.warnings)
+        if self.warnings:
+            out.append("")
+        if self.culprit:
+            out += [
+                f"Probably caused by : {self.culprit['image_name']} ( {self.culprit['symbol_name']} )",
+                "",
+            ]
         out.append(f"Followup:     {self.followup}")
         out.append("---------")
         return "\n".join(out)
@@ -133,6 +155,7 @@ _ONE_SPACE = {
     "BUGCHECK_P4",
     "MODULE_NAME",
     "DUMP_FILE_ATTRIBUTES",
+    "ERROR_CODE",
 }
 _BLOCK_FIELDS = {"TRAP_FRAME", "CONTEXT", "EXCEPTION_RECORD"}
 
@@ -342,28 +365,42 @@ def analyze(session, *, rules=None) -> Analysis:
     if cxr_text:
         fields.append(("CONTEXT", cxr_text))
 
+    # -- addresses the bugcheck names: an argument's (0xA/0xD1/0x50) come before
+    # PROCESS_NAME, an exception record's after it, as WinDbg orders them
+    address_fields = _address_fields(base_code, args, exception, ps)
+    if exception is None:
+        fields.extend(address_fields)
+
     proc = _safe(lambda: kernel.current_process())
     if proc is not None and proc.image_name:
         fields.append(("PROCESS_NAME", [proc.image_name]))
-
-    # -- addresses the bugcheck names
-    fields.extend(_address_fields(base_code, args, exception))
 
     irql = _safe(lambda: kernel.processor(kernel.crash_processor).saved_irql)
     if irql is not None:
         fields.append(("CURRENT_IRQL", [f"{irql:x}"]))
 
     if exception is not None:
+        fields.extend(address_fields)
+
+    if exception is not None:
         st = exception["code"]
+        message = NTSTATUS_MESSAGES.get(st)
+        if message:
+            fields.append(("ERROR_CODE", [f"(NTSTATUS) {st:#x} - {message}"]))
         fields.append(("EXCEPTION_CODE_STR", [f"{st:x}"]))
         for i, p in enumerate(exception["parameters"][:2], 1):
-            fields.append((f"EXCEPTION_PARAMETER{i}", [_hex_bt(p, ps)]))
+            fields.append((f"EXCEPTION_PARAMETER{i}", [f"{p:0{ps * 2}x}"]))
+        fields.append(("EXCEPTION_STR", [f"{st:#x}"]))
 
     # -- the stack
     walk = _walk(dump, resolver, kernel, walk_ctx)
     frames = walk.frames if walk is not None else []
+    first_scan = getattr(walk, "first_scan", None) if walk is not None else None
     if walk is not None:
         for w in walk.warnings:
+            # the unwind warning is printed inside STACK_TEXT, where the scanning starts
+            if w == NO_UNWIND_WARNING and first_scan is not None:
+                continue
             if w not in a.warnings:
                 a.warnings.append(w)
     trap_addr = None
@@ -384,7 +421,10 @@ def analyze(session, *, rules=None) -> Analysis:
             lines.append("Resetting default scope")
             fields.append(("TRAP_FRAME", lines))
     fields.append(
-        ("STACK_TEXT", stack_text(resolver, frames, ps) or ["(no stack frames could be recovered)"])
+        (
+            "STACK_TEXT",
+            stack_text(resolver, frames, ps, first_scan) or ["(no stack frames could be recovered)"],
+        )
     )
     a.frames = [f.to_dict() for f in frames]
 
@@ -514,24 +554,30 @@ def _exr_lines(session, resolver, address: int, exc: dict, ps: int) -> list[str]
     return lines
 
 
-def _address_fields(base_code: int, args: list[int], exception: dict | None) -> list[tuple[str, list[str]]]:
-    """READ_ADDRESS / WRITE_ADDRESS / EXECUTE_ADDRESS where the bugcheck tells which."""
+def _address_fields(
+    base_code: int, args: list[int], exception: dict | None, ps: int = 8
+) -> list[tuple[str, list[str]]]:
+    """READ_ADDRESS / WRITE_ADDRESS / EXECUTE_ADDRESS where the bugcheck tells which.
+
+    WinDbg pads the address to the pointer width and leaves a space after it (where
+    it would name the pool the address lies in).
+    """
     out: list[tuple[str, list[str]]] = []
     if base_code in (0x0A, 0xD1):
         kind = {0: "READ_ADDRESS", 1: "WRITE_ADDRESS", 8: "EXECUTE_ADDRESS"}.get(
             args[2] & 0xF, "READ_ADDRESS"
         )
-        out.append((kind, [f"{args[0]:x}"]))
+        out.append((kind, [f"{args[0]:0{ps * 2}x} "]))
     elif base_code == 0x50:
         kind = {0: "READ_ADDRESS", 1: "WRITE_ADDRESS", 2: "EXECUTE_ADDRESS", 10: "EXECUTE_ADDRESS"}.get(
             args[1], "READ_ADDRESS"
         )
-        out.append((kind, [f"{args[0]:x}"]))
+        out.append((kind, [f"{args[0]:0{ps * 2}x} "]))
     elif exception is not None and exception["code"] == 0xC0000005 and len(exception["parameters"]) >= 2:
         kind = {0: "READ_ADDRESS", 1: "WRITE_ADDRESS", 8: "EXECUTE_ADDRESS"}.get(
             exception["parameters"][0], "READ_ADDRESS"
         )
-        out.append((kind, [f"{exception['parameters'][1]:x}"]))
+        out.append((kind, [f"{exception['parameters'][1]:0{ps * 2}x} "]))
     return out
 
 
@@ -553,11 +599,24 @@ def _culprit_from_address(resolver, base_code: int, args: list[int], exception: 
     return None
 
 
-def stack_text(resolver, frames, pointer_size: int = 8) -> list[str]:
-    """STACK_TEXT lines: ``Child-SP RetAddr     : Args to Child : Call Site``."""
+def stack_text(resolver, frames, pointer_size: int = 8, first_scan: int | None = None) -> list[str]:
+    """STACK_TEXT lines as ``kb`` without numbers.
+
+    x64: ``Child-SP RetAddr     : Args to Child : Call Site``; x86 has no colons:
+    ``ChildEBP RetAddr Arg1 Arg2 Arg3 Call Site``. The unwind warning sits before
+    the first frame found by scanning, as in ``k``.
+    """
     lines = []
-    for f in frames:
+    for i, f in enumerate(frames):
+        if first_scan is not None and i == first_scan:
+            lines.append(NO_UNWIND_WARNING)
         call_site = f.symbol or resolver.format_address(f.pc)
+        if pointer_size == 4:
+            ebp = f.fp if getattr(f, "fp", None) is not None else f.sp
+            args = (list(f.args) + [None] * 3)[:3]
+            arg_text = " ".join(_hex_bt(v, 4) for v in args)
+            lines.append(f"{_hex_bt(ebp, 4)} {_hex_bt(f.return_address, 4)} {arg_text} {call_site}")
+            continue
         args = (list(f.args) + [None] * 4)[:4]
         arg_text = " ".join(_hex_bt(v, pointer_size) for v in args)
         lines.append(
@@ -567,13 +626,17 @@ def stack_text(resolver, frames, pointer_size: int = 8) -> list[str]:
 
 
 def run_analyze(session, args: str):
-    """The ``!analyze`` command: ``-v`` (verbose, the default here), ``-brief``/``--brief``."""
+    """The ``!analyze`` command: ``-v``/``-vv``/``-vN`` verbose; bare (or ``-brief``) the short form.
+
+    Bare ``!analyze`` prints WinDbg's short form ("Use !analyze -v to get detailed
+    debugging information.", ``BugCheck ...``, ``Probably caused by``), as kd does.
+    """
     from bugcheck.commands.registry import Result
 
     words = args.lower().split()
-    brief = any(w in ("-brief", "--brief") for w in words)
+    verbose = any(w.startswith("-v") for w in words) and not any(w in ("-brief", "--brief") for w in words)
     try:
         result = analyze(session)
     except MemoryNotPresent as e:
         return Result(f"!analyze: the dump lacks memory the analysis needs ({e})", {"error": str(e)}, SCHEMA)
-    return Result(result.text(verbose=not brief), result.to_dict(), SCHEMA)
+    return Result(result.text(verbose=verbose), result.to_dict(), SCHEMA)

@@ -14,6 +14,19 @@ from bugcheck.commands.registry import Result, command
 from bugcheck.errors import BugcheckError, CommandError, MemoryNotPresent
 
 LM_HEADER = "start             end                 module name"
+LM_HEADER_32 = "start    end        module name"
+
+
+def lm_row(head: str, name: str, state: str, symbol_file: str | None) -> str:
+    """One ``lm`` row as kd pads it.
+
+    Names shorter than ten characters fill a ten-wide column plus a space; longer
+    ones are followed by three spaces. The state fills 22 columns plus a space
+    even when no symbol file follows, so rows keep trailing blanks
+    (``volmgrx    (no symbols)           ``, ``mcupdate_GenuineIntel   (no symbols)           ``).
+    """
+    name_col = f"{name:<10} " if len(name) < 10 else f"{name}   "
+    return f"{head}{name_col}{state:<22} {symbol_file or ''}"
 
 
 def _target(session):
@@ -163,7 +176,7 @@ def lm(session, args: str) -> Result:
     if opts["address"]:
         addr = session.evaluate(opts["address"])
         modules = [m for m in modules if m.contains(addr)]
-    lines = [] if opts["one"] else [LM_HEADER]
+    lines = [] if opts["one"] else [LM_HEADER if session.pointer_size == 8 else LM_HEADER_32]
     data = []
     for m in modules:
         # WinDbg loads symbols for the modules it lists verbosely or by pattern; plain lm shows state.
@@ -182,7 +195,7 @@ def lm(session, args: str) -> Result:
                 line = f"{head}{m.name:<8} {m.image_name:<12} {_ctime(m.timestamp)} ({m.timestamp:08X})"
             lines.append(line.rstrip())
         else:
-            lines.append(f"{head}{m.name:<10} {_state_text(ms):<22} {ms.symbol_file}".rstrip())
+            lines.append(lm_row(head, m.name, _state_text(ms), ms.symbol_file))
         if opts["verbose"]:
             lines.extend(_verbose_lines(session, m, ms))
     unloaded = [] if opts["pattern"] or opts["address"] or opts["one"] else list(target.unloaded_modules)

@@ -1,0 +1,56 @@
+"""``lm`` rows padded as kd pads them.
+
+Real output (uncollapsed):
+- MS docs "Debugging a kernel-mode driver" lab (debuglab, ``0: Kd> lm``):
+  ``fffff801`09200000 fffff801`0925f000   volmgrx    (no symbols)           `` and
+  ``fffff801`09261000 fffff801`092de000   mcupdate_GenuineIntel   (no symbols)           ``.
+- A Chinese WinDbg notes repo, ``kd> lm m T*`` on x86: header ``start    end        module name``,
+  ``b1d28000 b1d4d000   TAOKernelXP   (deferred)             ``,
+  ``b2ce8000 b2d0a700   TFsFlt     (deferred)             ``,
+  ``f889a000 f88a3f00   termdd     (pdb symbols)          d:\\symcachel\\termdd.pdb\\...``.
+- DebugPrivilege/InsightEngineering ``lmvm EvilDriver``:
+  ``fffff807`84da0000 fffff807`84da7000   EvilDriver   (no symbols)           ``.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+import bugcheck
+from bugcheck.commands.session import Session
+from bugcheck.commands.symbols_cmds import LM_HEADER, lm_row
+from corpus import corpus_file, dump
+
+
+@pytest.mark.parametrize(
+    ("head", "name", "state", "path", "want"),
+    [
+        ("fffff801`09200000 fffff801`0925f000   ", "volmgrx", "(no symbols)", None,
+         "fffff801`09200000 fffff801`0925f000   volmgrx    (no symbols)           "),
+        ("fffff801`09261000 fffff801`092de000   ", "mcupdate_GenuineIntel", "(no symbols)", None,
+         "fffff801`09261000 fffff801`092de000   mcupdate_GenuineIntel   (no symbols)           "),
+        ("b1d28000 b1d4d000   ", "TAOKernelXP", "(deferred)", None,
+         "b1d28000 b1d4d000   TAOKernelXP   (deferred)             "),
+        ("b2ce8000 b2d0a700   ", "TFsFlt", "(deferred)", None,
+         "b2ce8000 b2d0a700   TFsFlt     (deferred)             "),
+        ("f889a000 f88a3f00   ", "termdd", "(pdb symbols)", "d:\\s\\termdd.pdb",
+         "f889a000 f88a3f00   termdd     (pdb symbols)          d:\\s\\termdd.pdb"),
+        ("fffff807`84da0000 fffff807`84da7000   ", "EvilDriver", "(no symbols)", None,
+         "fffff807`84da0000 fffff807`84da7000   EvilDriver   (no symbols)           "),
+    ],
+)  # fmt: skip
+def test_lm_row(head, name, state, path, want):
+    assert lm_row(head, name, state, path) == want
+
+
+def test_lm_on_triage_dump():
+    d = bugcheck.open(dump("ojusha-100623-4953-01.dmp"))
+    s = Session(
+        d, sympath=str(corpus_file("symstore")), offline=True, symbols_dir=str(corpus_file("symbols", "isf"))
+    )
+    (res,) = s.run("lm")
+    lines = res.text.splitlines()
+    assert lines[0] == LM_HEADER
+    rows = {line.split()[2]: line for line in lines[1:] if line.count("`") == 2}
+    assert rows["hal"].endswith("   hal        (deferred)             ")
+    assert rows["mcupdate_GenuineIntel"].endswith("   mcupdate_GenuineIntel   (deferred)             ")

@@ -307,12 +307,16 @@ def _switch(session, index: int) -> Result:
 def tilde_command(session, args: str) -> Result:
     text = args.strip()
     if not text:
-        return Result(f"{session.processor}", {"processor": session.processor}, "bugcheck.context/1")
+        n = session.processor_count
+        lines = [f"{'.' if i == session.processor else ' '}  {i}" for i in range(n)]
+        return Result("\n".join(lines), {"processor": session.processor, "count": n}, "bugcheck.context/1")
     if not text.lower().endswith("s"):
-        raise CommandError(f"Syntax error in '~{text}'")
+        raise CommandError(f"       ^ Syntax error in '~{text}'")
     num = text[:-1].strip()
-    try:
-        index = int(num, 10)
-    except ValueError:
+    if not num:
+        index = session.processor
+    elif num.isdigit():
+        index = int(num, 10)  # kd reads processor numbers in decimal
+    else:
         index = _address(session, num, "~s")
     return _switch(session, index)

@@ -125,7 +125,7 @@ def build_module_list(
             "CheckSum": m.checksum,
             "TimeDateStamp": m.timestamp,
             "LoadCount": 1,
-            "Flags": 0x49104000,  # LDRP_ENTRY_PROCESSED | image-dll style flags seen on drivers
+            "Flags": 0x4000,  # LDRP_ENTRY_PROCESSED
         }
         for path, value in values.items():
             try:

@@ -6,7 +6,10 @@ described memory out in physical pages, generates the page tables that map it
 and writes a 64-bit full (DumpType 1), complete bitmap (5, ``FDMP``), kernel
 bitmap (6, ``SDMP``) or 32-bit ``PAGEDUMP`` full dump, streaming to disk.
 ``dump_from_blocks`` and ``repack`` turn a triage dump's sparse virtual memory
-into one of those formats.
+into one of those formats; given the kernel's types, ``repack`` also rebuilds
+the driver list as a PsLoadedModuleList, so the same crash can be read in
+three formats. Kernel structures for synthetic dumps (processes, threads,
+processors, modules) come from :mod:`bugcheck.dumpfile.synth`.
 """
 
 from __future__ import annotations

@@ -45,7 +45,26 @@ def test_bare_process_uses_flags_3(s):
     text = res.text
     assert res.data["flags"] == 3
     assert "    VadRoot " in text and "    CommitCharge                      " in text
-    assert "        THREAD " in text
+    # kd stops the thread list at the first ETHREAD a triage dump lacks, as a real
+    # !process on a 22621 minidump shows ("        *** Error in reading nt!_ETHREAD @ ...")
+    assert "        THREAD " in text or "\n\n        *** Error in reading nt!_ETHREAD @ " in text
+
+
+def test_triage_process_details_match_kd():
+    """Real !process on a triage dump (blog post "关于最近发生的事", 2025, 22621 minidump):
+    the ReadMemory error indented, the shared-data error not, a zero ElapsedTime."""
+    d = bugcheck.open(dump("rizin-triage_x64.dmp"))
+    s = Session(
+        d, sympath=str(corpus_file("symstore")), offline=True, symbols_dir=str(corpus_file("symbols", "isf"))
+    )
+    (res,) = s.run("!process")
+    lines = res.text.splitlines()
+    i = lines.index("    ReadMemory error: Cannot get nt!KeMaximumIncrement value.")
+    assert lines[i - 1].startswith("    Token                             ")
+    assert lines[i + 1] == "fffff78000000000: Unable to get shared data"
+    assert lines[i + 2] == "    ElapsedTime                       00:00:00.000"
+    assert lines[-2] == ""
+    assert lines[-1].startswith("        *** Error in reading nt!_ETHREAD @ ")
 
 
 def test_process_list_is_cut_short_with_a_warning_or_ends_at_the_head(s):

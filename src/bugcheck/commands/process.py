@@ -15,7 +15,7 @@ in use). When that cannot be read kd prints ``<Data Not Accessible>``.
 from __future__ import annotations
 
 from bugcheck.commands.registry import Result, command
-from bugcheck.commands.thread import _read_uint, kernel_or_error, max_increment, thread_info
+from bugcheck.commands.thread import SHARED_DATA, _read_uint, kernel_or_error, max_increment, thread_info
 from bugcheck.errors import BugcheckError, CommandError, MemoryNotPresent
 from bugcheck.kernel.objects import Process
 from bugcheck.kernel.typed import StructView, read_scalar
@@ -83,10 +83,20 @@ def process_details(session, kernel, p: Process) -> dict:
     messages = []
     if inc is None:
         messages.append("ReadMemory error: Cannot get nt!KeMaximumIncrement value.")
-    # ElapsedTime: the crash's FILETIME minus CreateTime, both in 100 ns units
+    # ElapsedTime: the crash's FILETIME minus CreateTime, both in 100 ns units. kd takes the
+    # time from KUSER_SHARED_DATA; when that page is not in the dump (triage dumps) it says so
+    # and prints a zero ElapsedTime (a real !process on a 22621 minidump shows both).
     create = p.f("CreateTime.QuadPart")
     now = getattr(session.dump.header, "system_time", None)
     elapsed = (now - create) if (now and create) else None
+    shared = SHARED_DATA.get(kernel.pointer_size, SHARED_DATA[8])
+    try:
+        kernel.memory.read(shared, 4)
+    except BugcheckError:
+        shared_error = f"{render.ptr(shared, kernel.pointer_size)}: Unable to get shared data"
+        elapsed = 0
+    else:
+        shared_error = None
     user, kern = p.f("Pcb.UserTime"), p.f("Pcb.KernelTime")
     quota_paged = _array_item(p.view, "ProcessQuotaUsage", 0)
     quota_nonpaged = _array_item(p.view, "ProcessQuotaUsage", 1)
@@ -108,6 +118,7 @@ def process_details(session, kernel, p: Process) -> dict:
         "device_map": p.f("DeviceMap"),
         "token": p.token,
         "messages": messages,
+        "shared_data_error": shared_error,
         "elapsed_100ns": elapsed,
         "max_increment": inc,
         "user_ticks": user,

@@ -117,7 +117,9 @@ def process_details(p: dict) -> list[str]:
         row("Token", ptr(d.get("token"), ps)),
     ]
     for err in d.get("messages") or []:
-        lines.append(err)
+        lines.append("    " + err)  # kd indents the ReadMemory error like the rows around it
+    if d.get("shared_data_error"):
+        lines.append(d["shared_data_error"])  # ...but not this one
     lines += [
         row("ElapsedTime", duration(d.get("elapsed_100ns"))),
         row("UserTime", duration(d.get("user_time_100ns"))),
@@ -153,6 +155,12 @@ def process_block(p: dict, flags: int) -> list[str]:
         for i, t in enumerate(threads):
             if i and flags & 2:
                 lines.append("")
+            if t.get("unreadable"):
+                # kd gives up on the thread list at the first ETHREAD it cannot read
+                lines.append(
+                    f"        *** Error in reading nt!_ETHREAD @ {ptr(t['address'], t.get('pointer_size', 8))}"
+                )
+                return lines
             if flags & 6 == 4:
                 lines.append(" " * 8 + thread_first_line(t))
             elif flags & 6 == 2:

@@ -168,17 +168,30 @@ def test_field_filter_with_sub_member_and_wildcard():
 
 
 def test_absent_memory():
+    """Real kd on an absent page (DebugPrivilege/InsightEngineering, ``dt nt!_LIST_ENTRY ffffc48068d7d000``):
+    ``   +0x000 Flink            : ???? `` (a blank after the marks) and
+    ``Memory read error ffffc48068d7d008`` - no backtick, the last member it could not read."""
     data = _image()[:0x20]  # the rest of the struct is not in the dump
     lines = dump_type(FOO, module="nt", address=ADDR, read=reader(data))
     assert (
         lines[5] == "   +0x010 Links            : _LIST_ENTRY [ 0xffffd802`4aaa8010 - 0xfffff800`6322a230 ]"
     )
-    assert lines[6] == "   +0x020 Thread           : ????"
+    assert lines[6] == "   +0x020 Thread           : ???? "
     assert lines[9] == "   +0x03f PreviousMode     : ??"
-    assert lines[-1] == "Memory read error ffffd802`4aaa8020"
+    assert lines[-2] == "   +0x048 DriverInit       : ???? "
+    assert lines[-1] == "Memory read error ffffd8024aaa8048"
     nothing = dump_type(FOO, address=ADDR, read=lambda a, n: b"")
     assert nothing[1] == "   +0x000 P1Home           : ??"
-    assert nothing[-1] == "Memory read error ffffd802`4aaa8000"
+    assert nothing[-1] == "Memory read error ffffd8024aaa8048"
+
+
+def test_absent_list_entry_as_kd_prints_it():
+    lines = dump_type(LIST, module="nt", address=0xFFFFC48068D7D000, read=lambda a, n: b"", header=False)
+    assert lines == [
+        "   +0x000 Flink            : ???? ",
+        "   +0x008 Blink            : ???? ",
+        "Memory read error ffffc48068d7d008",
+    ]
 
 
 def test_header_only_when_the_module_was_not_named():

@@ -122,8 +122,9 @@ class _Mem:
             got = _safe_read(self.read, addr, size)
             if len(got) >= size:
                 return got[:size]
-        if self.failed_at is None:
-            self.failed_at = max(addr, self.address + len(self.data))
+        # kd names the last member it failed to read (``dt nt!_LIST_ENTRY`` on an absent
+        # page says "Memory read error <address of Blink>")
+        self.failed_at = max(addr, self.address + len(self.data))
         return None
 
 
@@ -179,7 +180,7 @@ def _value_text(t: Type, mem: _Mem, offset: int, pointer_size: int, depth: int =
         raw = mem.get(offset, pointer_size)
         target = type_text(_resolve(t.target), pointer_size)
         if raw is None:
-            return "????"
+            return "???? "  # kd leaves a blank after an unreadable pointer
         v = int.from_bytes(raw, "little")
         text = f"0x{hex_addr(v, pointer_size)} {target}"
         pointee = _resolve(t.target)
@@ -374,7 +375,7 @@ def dump_type(
 
 def _finish(out: list[str], mem: _Mem | None, pointer_size: int) -> list[str]:
     if mem is not None and mem.failed_at is not None:
-        out.append(f"Memory read error {hex_addr(mem.failed_at, pointer_size)}")
+        out.append(f"Memory read error {mem.failed_at:0{pointer_size * 2}x}")  # no backtick here
     return out
 
 

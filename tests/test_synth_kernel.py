@@ -140,6 +140,10 @@ def test_process_list_cycle_ends_with_warning(table, tmp_path, symbols_dir):
     procs, warning = t.kernel.processes()
     assert [p.pid for p in procs] == [p.pid for p in kernel.processes[:6]]
     assert warning is not None and "loops" in warning
+    res = _run(path, symbols_dir, "!process 0 0")
+    assert [r["pid"] for r in res.data["processes"]] == [p.pid for p in kernel.processes[:6]]
+    assert res.data["warning"] and "loops" in res.data["warning"]
+    assert res.text.rstrip().splitlines()[-1].startswith("WARNING: ")
 
 
 def _run(path, symbols_dir, line):

@@ -89,8 +89,15 @@ def test_dt_layout_and_values(session):
     assert run(session, "dt _KTRAP_FRAME").splitlines()[:2] == ["nt!_KTRAP_FRAME", lines[0]]
     rsp = session.context.regs["rsp"]
     flink = int.from_bytes(session.read_virtual(rsp, 8), "little")
+    blink = int.from_bytes(session.read_virtual(rsp + 8, 8), "little")
     lines = run(session, "dt nt!_LIST_ENTRY @rsp").splitlines()
+    # kd opens a list entry at an address with its links (several published sessions, e.g.
+    # "lkd> dt nt!_LIST_ENTRY fffff807`25e37f90" -> " [ 0xffffc509`c5488488 - 0xffffc509`cc9d6508 ]")
     assert (
-        lines[0] == f"   +0x000 Flink            : 0x{flink >> 32:08x}`{flink & 0xFFFFFFFF:08x} _LIST_ENTRY"
+        lines[0]
+        == f" [ 0x{flink >> 32:08x}`{flink & 0xFFFFFFFF:08x} - 0x{blink >> 32:08x}`{blink & 0xFFFFFFFF:08x} ]"
+    )
+    assert lines[1].startswith(
+        f"   +0x000 Flink            : 0x{flink >> 32:08x}`{flink & 0xFFFFFFFF:08x} _LIST_ENTRY"
     )
     assert run(session, "dt nt!_NoSuchType") == "Symbol nt!_NoSuchType not found."

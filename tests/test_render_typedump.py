@@ -245,3 +245,49 @@ def test_real_pdb_layouts():
     assert "   +0x5a8 ImageFileName    : [15] UChar" in lines
     drv = dump_type(pdb.types.find_type("_DRIVER_OBJECT"), module="nt")
     assert "   +0x070 MajorFunction    : [28] Ptr64     long" in drv
+
+
+def test_null_pointer_reads_null():
+    """kd spells a NULL pointer member ``(null)`` (DebugPrivilege ``dt nt!_LIST_ENTRY ffffe2809abee000``:
+    ``   +0x008 Blink            : (null)``; also MS docs' ``dt nt!_ERESOURCE -b``)."""
+    b = (0x74536D4D03880000).to_bytes(8, "little") + bytes(8)
+    lines = dump_type(
+        LIST, module="nt", address=0xFFFFE2809ABEE000, read=reader_at(0xFFFFE2809ABEE000, b), header=False
+    )
+    assert lines == [
+        " [ 0x74536d4d`03880000 - 0x00000000`00000000 ]",
+        "   +0x000 Flink            : 0x74536d4d`03880000 _LIST_ENTRY",
+        "   +0x008 Blink            : (null)",
+    ]
+
+
+def test_list_entry_pointer_followed_one_step():
+    """``lkd> dt nt!_LIST_ENTRY fffff807`25e37f90`` (a published PsActiveProcessHead walk):
+    each link shows the entry it points at, ``_LIST_ENTRY [ 0xF - 0xB ]``."""
+    head, nxt = 0xFFFFF80725E37F90, 0xFFFFC509C5488488
+    mem = {
+        head: nxt.to_bytes(8, "little") + head.to_bytes(8, "little"),
+        nxt: (0xFFFFC509C54F64C8).to_bytes(8, "little") + head.to_bytes(8, "little"),
+    }
+
+    def read(a, n):
+        for base, data in mem.items():
+            if base <= a < base + len(data):
+                return data[a - base : a - base + n]
+        return b""
+
+    lines = dump_type(LIST, module="nt", address=head, read=read, header=False)
+    assert lines == [
+        " [ 0xffffc509`c5488488 - 0xfffff807`25e37f90 ]",
+        "   +0x000 Flink            : 0xffffc509`c5488488 _LIST_ENTRY [ 0xffffc509`c54f64c8 - 0xfffff807`25e37f90 ]",
+        "   +0x008 Blink            : 0xfffff807`25e37f90 _LIST_ENTRY [ 0xffffc509`c5488488 - 0xfffff807`25e37f90 ]",
+    ]
+
+
+def reader_at(base: int, data: bytes):
+    def read(a, n):
+        if base <= a < base + len(data):
+            return data[a - base : a - base + n]
+        return b""
+
+    return read

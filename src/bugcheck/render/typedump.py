@@ -182,8 +182,17 @@ def _value_text(t: Type, mem: _Mem, offset: int, pointer_size: int, depth: int =
         if raw is None:
             return "???? "  # kd leaves a blank after an unreadable pointer
         v = int.from_bytes(raw, "little")
+        if v == 0:
+            return "(null)"  # kd's spelling of a NULL pointer member
         text = f"0x{hex_addr(v, pointer_size)} {target}"
         pointee = _resolve(t.target)
+        if pointee is not None and pointee.name == "_LIST_ENTRY" and mem.read is not None:
+            # kd follows a pointer to a list entry one step: "_LIST_ENTRY [ 0xF - 0xB ]"
+            links = _safe_read(mem.read, v, 2 * pointer_size)
+            if len(links) >= 2 * pointer_size:
+                f = int.from_bytes(links[:pointer_size], "little")
+                b = int.from_bytes(links[pointer_size : 2 * pointer_size], "little")
+                text += f" [ 0x{hex_addr(f, pointer_size)} - 0x{hex_addr(b, pointer_size)} ]"
         if pointee is not None and pointee.kind == Kind.FUNCTION and v and mem.symbolize is not None:
             name = mem.symbolize(v)
             if name:
@@ -365,6 +374,13 @@ def dump_type(
         elif mem is not None:
             out.append(_value_text(t, mem, 0, pointer_size))
         return _finish(out, mem, pointer_size)
+    if mem is not None and t.name == "_LIST_ENTRY" and not opts.fields:
+        # a list entry dumped at an address opens with its links: " [ 0xF - 0xB ]"
+        links = mem.get(0, 2 * pointer_size)
+        if links is not None:
+            f = int.from_bytes(links[:pointer_size], "little")
+            b = int.from_bytes(links[pointer_size:], "little")
+            out.append(f" [ 0x{hex_addr(f, pointer_size)} - 0x{hex_addr(b, pointer_size)} ]")
     paths = [f.split(".") for f in opts.fields] if opts.fields else None
     before = len(out)
     _members(t, out, opts, mem, 0, 0, paths)

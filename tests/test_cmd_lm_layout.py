@@ -54,3 +54,26 @@ def test_lm_on_triage_dump():
     rows = {line.split()[2]: line for line in lines[1:] if line.count("`") == 2}
     assert rows["hal"].endswith("   hal        (deferred)             ")
     assert rows["mcupdate_GenuineIntel"].endswith("   mcupdate_GenuineIntel   (deferred)             ")
+
+
+def test_reload_dots_63_then_64():
+    """Real kd load output (WinDbg 6.12 on a 22621 minidump; WinDbg 10.0.27871 on a 26100 one;
+    MicrosoftDocs/windows-driver-docs#1151): 63 dots, then lines of 64, then the rest."""
+    from bugcheck.commands.symbols_cmds import reload_dot_lines
+
+    assert [len(x) for x in reload_dot_lines(250)] == [63, 64, 64, 59]
+    assert [len(x) for x in reload_dot_lines(63)] == [63]
+    assert reload_dot_lines(0) == []
+
+
+def test_reload_prints_the_user_symbols_line():
+    d = bugcheck.open(dump("ojusha-100623-4953-01.dmp"))
+    s = Session(
+        d, sympath=str(corpus_file("symstore")), offline=True, symbols_dir=str(corpus_file("symbols", "isf"))
+    )
+    (res,) = s.run(".reload")
+    lines = res.text.splitlines()
+    assert lines[0] == "Loading Kernel Symbols"
+    assert len(lines[1]) == 63
+    i = lines.index("Loading User Symbols")
+    assert all(set(x) == {"."} for x in lines[1:i])

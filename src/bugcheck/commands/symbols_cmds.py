@@ -413,6 +413,18 @@ def symfix(session, args: str) -> Result:
     return Result("", {"sympath": new}, schema="bugcheck.sympath/1")
 
 
+def reload_dot_lines(n: int) -> list[str]:
+    """One dot per module: 63 on the first line, 64 on the next ones, as kd's load output shows."""
+    lines = []
+    if n > 0:
+        lines.append("." * min(n, 63))
+        n -= min(n, 63)
+    while n > 0:
+        lines.append("." * min(n, 64))
+        n -= min(n, 64)
+    return lines
+
+
 @command(".reload", "Reload module symbols: .reload [/f] [MODULE]")
 def reload(session, args: str) -> Result:
     target = _target(session)
@@ -438,8 +450,8 @@ def reload(session, args: str) -> Result:
         if force:
             resolver.load(m, force=True)
         dots.append(".")
-    for i in range(0, len(dots), 63):
-        lines.append("".join(dots[i : i + 63]))
+    lines += reload_dot_lines(len(dots))
+    lines.append("Loading User Symbols")
     if target.unloaded_modules:
         lines.append("Loading unloaded module list")
         lines.append("." * min(len(target.unloaded_modules), 63))

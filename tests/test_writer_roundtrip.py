@@ -196,13 +196,7 @@ def test_truncated_dump_is_reported_not_crashed(tmp_path):
     "machine",
     [
         "x64",
-        pytest.param(
-            "x86",
-            marks=pytest.mark.xfail(
-                reason="x86 KDDEBUGGER_DATA64 pointers are sign-extended; the reader does not mask them yet",
-                strict=False,
-            ),
-        ),
+        "x86",
     ],
 )
 def test_every_processor_context_found_through_kd_data(tmp_path, machine):

@@ -80,6 +80,9 @@ def test_stack_follows_the_block_when_the_walker_is_present(case):
     if res.data["stack_note"]:
         pytest.skip(res.data["stack_note"])
     lines = res.text.splitlines()
-    i = lines.index("Child-SP          RetAddr           Call Site")
+    # modern kd's wide RetAddr column (a published 10.0.2x !thread:
+    # "ffff9405`d02eb7f8 fffff802`6042a6b5     tedrdrv+0x7e70")
+    i = lines.index("Child-SP          RetAddr               Call Site")
     assert lines[i - 1].startswith("Priority ")
-    assert lines[i + 1].endswith("nt!KeBugCheckEx")
+    assert lines[i + 1].endswith("     nt!KeBugCheckEx")
+    assert lines[i + 1][17] == " " and lines[i + 1][35:40] == "     "

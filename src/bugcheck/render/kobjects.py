@@ -296,18 +296,25 @@ def _bt(v, ps: int) -> str:
 
 
 def thread_stack_lines(sw: dict, ps: int) -> list[str]:
-    """!thread's stack: ``Child-SP RetAddr Call Site`` (kdexts' single-space layout)."""
+    """!thread's stack: ``Child-SP RetAddr Call Site``.
+
+    x64 rows use the current debugger's wide RetAddr column (five blanks after the
+    return address), as ``k`` and STACK_TEXT do: a published !thread from a 10.0.2x
+    WinDbg reads ``Child-SP          RetAddr               Call Site`` /
+    ``ffff9405`d02eb7f8 fffff802`6042a6b5     tedrdrv+0x7e70``.
+    """
     if ps == 4:
         lines = ["ChildEBP RetAddr  Call Site"]
     else:
-        lines = ["Child-SP          RetAddr           Call Site"]
+        lines = ["Child-SP          RetAddr               Call Site"]
     for i, f in enumerate(sw.get("frames") or []):
         if sw.get("first_scan") is not None and i == sw["first_scan"]:
             lines.append("WARNING: Stack unwind information not available. Following frames may be wrong.")
         site = f.get("symbol") or ""
         if f.get("trap_frame") is not None:
             site += f" (TrapFrame @ {_bt(f['trap_frame'], ps)})"
-        lines.append(f"{_bt(f.get('sp'), ps)} {_bt(f.get('return_address'), ps)} {site}")
+        gap = "     " if ps == 8 else " "
+        lines.append(f"{_bt(f.get('sp'), ps)} {_bt(f.get('return_address'), ps)}{gap}{site}")
     return lines
 
 

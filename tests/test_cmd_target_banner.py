@@ -38,7 +38,7 @@ def walkthrough_dump():
 
 def test_banner_layout_matches_kd():
     s = Session(walkthrough_dump(), sympath="srv*")
-    assert banner(s).text.splitlines() == [
+    assert banner(s).text.splitlines()[:11] == [
         "Loading Dump File [C:\\Windows\\MEMORY.DMP]",
         "Kernel Bitmap Dump File: Kernel address space is available, User address space may not be available.",
         "",
@@ -59,7 +59,31 @@ def test_banner_warnings_and_up():
     d.warnings = ["WARNING: Dump file has been truncated.  Data may be missing."]
     text = banner(Session(d)).text.splitlines()
     assert "Windows 10 Kernel Version 19041 UP Free x64" in text
-    assert text[-1] == "WARNING: Dump file has been truncated.  Data may be missing."
+    i = text.index("WARNING: Dump file has been truncated.  Data may be missing.")
+    assert text[i - 1].startswith("System Uptime: ")
+
+
+def test_banner_ends_with_kds_load_lines():
+    """The tail of a real kd load (WinDbg 10.0.27871 on a 26100 minidump, blog "A Blue Screen
+    Windows Error Because of Old Network Driver"): the symbol-loading dots, the user-symbols and
+    unloaded-module lines, the !analyze hint, then the current instruction."""
+    import bugcheck
+    from corpus import corpus_file, dump
+
+    d = bugcheck.open(dump("rizin-triage_x64.dmp"))
+    s = Session(
+        d, sympath=str(corpus_file("symstore")), offline=True, symbols_dir=str(corpus_file("symbols", "isf"))
+    )
+    text = banner(s).text.splitlines()
+    i = text.index("Loading Kernel Symbols")
+    assert text[i - 1].startswith("System Uptime: ")
+    assert len(text[i + 1]) == 63 and set(text[i + 1]) == {"."}
+    j = text.index("Loading User Symbols")
+    assert all(len(x) == 64 for x in text[i + 2 : j - 1])
+    assert text[j + 1] == "Loading unloaded module list"
+    assert text[-3] == "For analysis of this file, run !analyze -v"
+    assert text[-2] == "nt!KeBugCheckEx:"
+    assert text[-1].startswith("fffff804`7bdf5a80 48894c2408      mov     qword ptr [rsp+8],rcx ss:0018:")
 
 
 def test_helpers():

@@ -194,6 +194,7 @@ def banner(session) -> Result:
     lines += version_lines(session)
     warnings = [str(w) for w in (getattr(dump, "warnings", None) or [])]
     lines += warnings
+    lines += load_lines(session)
     data = {
         "path": str(getattr(dump, "path", "")),
         "kind": getattr(getattr(dump, "kind", None), "value", None),
@@ -212,6 +213,52 @@ def banner(session) -> Result:
         "text_lines": lines,
     }
     return Result("\n".join(lines), data, "bugcheck.banner/1")
+
+
+def load_lines(session) -> list[str]:
+    """What kd prints after the version block while it loads the target.
+
+    A current kd (10.0.27871, on a 26100 minidump) ends its load output with::
+
+        Loading Kernel Symbols
+        ...............................................................
+        Loading User Symbols
+        Loading unloaded module list
+        ..................................................
+        For analysis of this file, run !analyze -v
+        nt!KeBugCheckEx:
+        fffff802`bb8feba0 48894c2408      mov     qword ptr [rsp+8],rcx ss:0018:...
+
+    Each part is left out when this dump cannot supply it (no module list, no
+    context); nothing here may stop the banner.
+    """
+    try:
+        target = session.slot("target")
+        modules = list(getattr(target, "modules", None) or []) if target is not None else []
+        unloaded = list(getattr(target, "unloaded_modules", None) or []) if modules else []
+    except Exception:  # noqa: BLE001 - a dump without a module list still gets its banner
+        return []
+    if not modules:
+        return []
+    from bugcheck.commands.symbols_cmds import reload_dot_lines
+
+    lines = ["Loading Kernel Symbols", *reload_dot_lines(len(modules)), "Loading User Symbols"]
+    if unloaded:
+        lines += ["Loading unloaded module list", "." * min(len(unloaded), 64)]
+    if getattr(session.dump, "bugcheck_code", None) is not None:
+        lines.append("For analysis of this file, run !analyze -v")
+    try:
+        from bugcheck import disasm
+        from bugcheck.commands.disassembly import reader, symbolizer
+
+        ctx = session.context
+        arch = getattr(ctx, "arch", "x64")
+        if ctx is not None and arch in ("x64", "x86", "arm64"):
+            regs = dict(getattr(ctx, "regs", {}) or {})
+            lines += disasm.current_instruction_lines(reader(session), regs, arch, symbolizer(session))
+    except Exception:  # noqa: BLE001 - the current instruction is decoration here
+        pass
+    return lines
 
 
 @command("vertarget", "Show the target computer's version")

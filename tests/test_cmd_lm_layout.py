@@ -77,3 +77,15 @@ def test_reload_prints_the_user_symbols_line():
     assert len(lines[1]) == 63
     i = lines.index("Loading User Symbols")
     assert all(set(x) == {"."} for x in lines[1:i])
+
+
+def test_expanded_sympath():
+    """MS docs (.symfix, getting started with WinDbg): ``srv*`` expands to the cache and
+    Microsoft's server; other elements are shown lower-cased."""
+    from bugcheck.commands.symbols_cmds import expand_sympath
+
+    assert expand_sympath("srv*") == "cache*;SRV*https://msdl.microsoft.com/download/symbols"
+    assert expand_sympath("c:\\someSymbols") == "c:\\somesymbols"
+    assert expand_sympath("c:\\someSymbols;srv*") == (
+        "c:\\somesymbols;cache*;SRV*https://msdl.microsoft.com/download/symbols"
+    )

@@ -379,6 +379,26 @@ def dds(session, args: str) -> Result:
     return _dps(session, args, 4)
 
 
+MS_SYMBOL_SERVER = "https://msdl.microsoft.com/download/symbols"
+
+
+def expand_sympath(text: str) -> str:
+    r"""The ``Expanded Symbol search path`` kd prints.
+
+    A bare ``srv*`` element becomes ``cache*;SRV*<Microsoft's server>`` and every other
+    element is shown lower-cased (MS docs, .symfix page: ``c:\someSymbols`` ->
+    ``c:\somesymbols``; WinDbg getting-started: ``srv*`` ->
+    ``cache*;SRV*https://msdl.microsoft.com/download/symbols``).
+    """
+    out = []
+    for element in text.split(";"):
+        if element.strip().lower() == "srv*":
+            out.append(f"cache*;SRV*{MS_SYMBOL_SERVER}")
+        else:
+            out.append(element.lower())
+    return ";".join(out)
+
+
 @command(".sympath", "Show or set the symbol path: .sympath [+] [PATH]")
 def sympath(session, args: str) -> Result:
     target = _target(session)
@@ -393,7 +413,7 @@ def sympath(session, args: str) -> Result:
     shown = target.sympath_text or ""
     lines = [
         f"Symbol search path is: {shown or '<empty>'}",
-        f"Expanded Symbol search path is: {shown.lower()}",
+        f"Expanded Symbol search path is: {expand_sympath(shown)}",
     ]
     return Result("\n".join(lines), {"sympath": shown}, schema="bugcheck.sympath/1")
 

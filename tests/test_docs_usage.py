@@ -140,6 +140,42 @@ def test_usage_shell_lines_run(workdir):
     assert not problems, "\n".join(problems)
 
 
+def _shown_after_commands() -> list[tuple[str, str]]:
+    """(shell line, output block) for each ``text`` block right after an ``sh`` block: its last line."""
+    text = USAGE_MD.read_text(encoding="utf-8")
+    blocks = re.findall(r"^```(\w*)\n(.*?)^```", text, re.S | re.M)
+    pairs = []
+    for (lang, body), (next_lang, shown) in zip(blocks, blocks[1:], strict=False):
+        lines = [ln.strip() for ln in body.splitlines() if ln.strip()]
+        if lang == "sh" and next_lang == "text" and lines and "bugcheck" in lines[-1]:
+            pairs.append((lines[-1], shown))
+    return pairs
+
+
+def _line_pattern(line: str) -> re.Pattern:
+    """A shown line as a pattern: ``...`` stands for text left out."""
+    return re.compile(".*".join(re.escape(part) for part in line.rstrip().split("...")))
+
+
+def test_usage_outputs_are_what_bugcheck_prints(workdir):
+    """Each output block the guide shows is made of lines the command really prints."""
+    pairs = _shown_after_commands()
+    assert len(pairs) >= 4, pairs
+    problems = []
+    for line, shown in pairs:
+        if _needs_network(line):
+            continue
+        (_, rc, output) = _run_block(workdir, line)[0]
+        real = [ln.rstrip() for ln in output.splitlines()]
+        for want in shown.splitlines():
+            if want.strip() in ("", "..."):
+                continue
+            pat = _line_pattern(want)
+            if not any(pat.fullmatch(r) for r in real):
+                problems.append(f"{line}: shows {want!r}, which it does not print")
+    assert not problems, "\n".join(problems)
+
+
 def test_exit_status_for_bad_input(workdir):
     """2 for a missing file, a file that is not a dump, and no dump at all (on Linux)."""
     (workdir / "zeros.dmp").write_bytes(bytes(8192))

@@ -229,7 +229,7 @@ EXAMPLES: list[tuple[str, str, int]] = [
     ("kernel", "!prcb", 10),
     ("kernel", "!irql", 10),
     ("kernel", "!running", 10),
-    ("analysis", "!analyze", 14),
+    ("analysis", "!analyze", 16),
     ("analysis", "!analyze -show 7e", 14),
     ("analysis", "!chkimg amdppm", 10),
     ("meta", "? @$bug_code", 10),

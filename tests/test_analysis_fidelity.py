@@ -163,3 +163,29 @@ _BOX = "\n".join(
         "Arguments:",
     ]
 )
+
+
+def test_trap_frame_block_has_one_note():
+    """S3 (myfault D1): ``TRAP_FRAME:  ffffc60b87e8ed40 -- (.trap 0xffffc60b87e8ed40)``, the two NOTE
+    lines once, the registers without the segment line, then ``Resetting default scope``."""
+    from types import SimpleNamespace
+
+    from bugcheck.analysis.analyze import trap_frame_lines
+
+    def absent(addr, n):
+        raise bugcheck.errors.MemoryNotPresent(addr)
+
+    dump = SimpleNamespace(machine="x64", read_virtual_padded=absent)
+    resolver = SimpleNamespace(symbol_for=lambda a: None)
+    regs = {"rax": 0x1580702, "rip": 0xFFFFF805736312D0, "rsp": 0xFFFFC60B87E8EED0, "efl": 0x40242}
+    lines = trap_frame_lines(None, dump, resolver, 0xFFFFC60B87E8ED40, regs)
+    assert lines[:3] == [
+        "ffffc60b87e8ed40 -- (.trap 0xffffc60b87e8ed40)",
+        "NOTE: The trap frame does not contain all registers.",
+        "Some register values may be zeroed or incorrect.",
+    ]
+    assert lines[3].startswith("rax=0000000001580702 rbx=0000000000000000 rcx=")
+    assert lines[9] == "iopl=0         nv up ei pl zr na po nc"
+    assert not any(line.startswith("cs=") for line in lines)
+    assert lines[-1] == "Resetting default scope"
+    assert sum(line.startswith("NOTE:") for line in lines) == 1

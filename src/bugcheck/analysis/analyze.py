@@ -412,14 +412,7 @@ def analyze(session, *, rules=None) -> Analysis:
     if trap_addr is not None:
         regs = read_trap_frame(kernel, trap_addr)
         if regs is not None:
-            lines = [f"{trap_addr:x} -- (.trap {trap_addr:#x})"]
-            lines += [
-                "NOTE: The trap frame does not contain all registers.",
-                "Some register values may be zeroed or incorrect.",
-            ]
-            lines += _register_lines(session, dump, resolver, regs, trap=True)
-            lines.append("Resetting default scope")
-            fields.append(("TRAP_FRAME", lines))
+            fields.append(("TRAP_FRAME", trap_frame_lines(session, dump, resolver, trap_addr, regs)))
     fields.append(
         (
             "STACK_TEXT",
@@ -508,6 +501,14 @@ def _walk(dump, resolver, kernel, ctx):
         return walk(dump, resolver, kernel, ctx)
     except BugcheckError:
         return None
+
+
+def trap_frame_lines(session, dump, resolver, trap_addr: int, regs: dict) -> list[str]:
+    """The TRAP_FRAME block: the ``.trap`` line, kd's NOTE (once), registers, instruction."""
+    lines = [f"{trap_addr:x} -- (.trap {trap_addr:#x})"]
+    lines += _register_lines(session, dump, resolver, regs, trap=True)  # the NOTE comes with these
+    lines.append("Resetting default scope")
+    return lines
 
 
 def _register_lines(session, dump, resolver, regs: dict, trap: bool) -> list[str]:

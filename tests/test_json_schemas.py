@@ -143,3 +143,17 @@ def test_json_load_returns_a_copy():
     a["title"] = "changed"
     assert schemas.load("bugcheck.modules/1")["title"] == "bugcheck.modules/1"
     json.dumps(a)
+
+
+def test_json_schemas_command_line(tmp_path, capsys):
+    good = {"schema": "bugcheck.evaluate/1", "data": {"expression": "1+2", "value": 3}, "text": "3"}
+    bad = {"schema": "bugcheck.evaluate/1", "data": {"expression": "1+2", "value": "3"}, "text": "3"}
+    f = tmp_path / "out.jsonl"
+    f.write_text(json.dumps(good) + "\n\n" + json.dumps(good) + "\n")
+    assert schemas.main([str(f)]) == 0
+    f.write_text(json.dumps(good) + "\n" + json.dumps(bad) + "\n{not json\n")
+    assert schemas.main([str(f)]) == 1
+    out = capsys.readouterr()
+    assert f"{f}:2: bugcheck.evaluate/1: $.value" in out.out
+    assert f"{f}:3: not JSON" in out.out
+    assert "1 valid, 2 invalid" in out.err

@@ -205,3 +205,36 @@ def _check(v: Any, s: Any, root: dict, at: list, out: list[str]) -> None:
 def _short(v: Any) -> str:
     text = json.dumps(v, default=str)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bugcheck.schemas [FILE...]``: check JSON lines (``bugcheck --json`` output).
+
+    Reads stdin without files. Prints one line per invalid document and
+    returns 1 when any document is invalid, 0 otherwise.
+    """
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    sources = [(a, open(a, encoding="utf-8")) for a in args] if args else [("<stdin>", sys.stdin)]  # noqa: SIM115
+    bad = count = 0
+    for label, f in sources:
+        with f:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                count += 1
+                try:
+                    validate(json.loads(line))
+                except json.JSONDecodeError as e:
+                    bad += 1
+                    print(f"{label}:{n}: not JSON: {e}")
+                except SchemaError as e:
+                    bad += 1
+                    print(f"{label}:{n}: {e}")
+    print(f"{count - bad} valid, {bad} invalid", file=sys.stderr)
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

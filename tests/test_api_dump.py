@@ -124,3 +124,25 @@ def test_api_open_dump_is_lazy_about_symbols():
         assert d._session is None  # nothing asked for symbols or commands yet
         d.run(".bugcheck")
         assert d._session is not None
+
+
+def test_api_info_matches_the_commands(d):
+    system = d.processes()[0]
+    info = system.info()
+    schemas.validate({"flags": 1, "process": info}, "bugcheck.process/1")
+    assert info["address"] == system.address and info["image"] == "System"
+    assert info == d.run(f"!process {system.address:x} 1")["process"]
+    t = d.current_thread()
+    tinfo = t.info()
+    schemas.validate(tinfo, "bugcheck.thread/1")
+    assert tinfo["address"] == t.address and tinfo["running_on"] == d.crash_processor
+    # a process the dump lists but cannot read: None, and a note saying why
+    broken = [p for p in d.processes() if p.pid is None]
+    if broken:
+        assert broken[0].info() is None
+        assert any(f"{broken[0].address:#x}" in n for n in d.notes)
+
+
+def test_api_unknown_attribute_is_an_attribute_error(d):
+    with pytest.raises(AttributeError):
+        d.no_such_attribute  # noqa: B018

@@ -312,6 +312,14 @@ class Process:
         """address, pid, parent_pid, peb, dirbase, object_table, image, session_id, token..."""
         return _quiet(self.view.summary) or {"address": self.address}
 
+    def info(self, flags: int = 1) -> dict | None:
+        """What ``!process ADDR FLAGS`` shows, as data (a ``bugcheck.process/1`` process); None on failure."""
+        data = self._dump.run(f"!process {self.address:#x} {flags:#x}")
+        if isinstance(data, dict) and isinstance(data.get("process"), dict):
+            return data["process"]
+        self._dump._note(f"!process {self.address:#x}: {_error_of(data)}")
+        return None
+
     def threads(self) -> list[Thread]:
         """The process's threads (ThreadListHead); empty, with a note, when unreadable."""
         kernel = self._dump._kernel()
@@ -358,6 +366,14 @@ class Thread:
     def to_dict(self) -> dict:
         """address, pid, tid, teb, state, wait_reason, process, priorities, times, stack bounds."""
         return _quiet(self.view.summary) or {"address": self.address}
+
+    def info(self) -> dict | None:
+        """What ``!thread ADDR`` shows, as data (``bugcheck.thread/1``); None on failure."""
+        data = self._dump.run(f"!thread {self.address:#x}")
+        if isinstance(data, dict) and "unreadable" in data:
+            return data
+        self._dump._note(f"!thread {self.address:#x}: {_error_of(data)}")
+        return None
 
     def context(self):
         """The registers ``.thread`` would install: its processor's when running, else its switch frame."""

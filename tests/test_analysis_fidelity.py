@@ -189,3 +189,13 @@ def test_trap_frame_block_has_one_note():
     assert not any(line.startswith("cs=") for line in lines)
     assert lines[-1] == "Resetting default scope"
     assert sum(line.startswith("NOTE:") for line in lines) == 1
+
+
+def test_osname_is_windows_10_on_windows_11_builds():
+    """S1, S3 (22621) and S2 (26100) all print ``OSNAME:  Windows 10``."""
+    from bugcheck.analysis.analyze import _os_name
+
+    assert _os_name(22621) == "Windows 10"
+    assert _os_name(26100) == "Windows 10"
+    assert _os_name(19041) == "Windows 10"
+    assert _os_name(7601) == "Windows 7"

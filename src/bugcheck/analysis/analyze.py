@@ -260,8 +260,7 @@ def _os_fields(session, dump) -> list[tuple[str, list[str]]]:
 
 
 def _os_name(build: int) -> str:
-    if build >= 22000:
-        return "Windows 11"
+    # kd says "Windows 10" for Windows 11 builds too (OSNAME on 22621 and 26100 dumps)
     if build >= 10240:
         return "Windows 10"
     return {9600: "Windows 8.1", 9200: "Windows 8", 7601: "Windows 7", 7600: "Windows 7"}.get(

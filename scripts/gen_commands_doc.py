@@ -15,6 +15,7 @@ outputs cut to the first lines and the cut said below the block).
 
     python scripts/gen_commands_doc.py            # regenerate (needs the corpus)
     python scripts/gen_commands_doc.py --check    # exit 1 when docs/COMMANDS.md is stale
+    python scripts/gen_commands_doc.py --check --examples   # ... or when an example's output changed
 """
 
 from __future__ import annotations
@@ -452,57 +453,72 @@ def existing_examples(text: str) -> dict[str, str]:
     return out
 
 
+def _report_stale(path: Path, current: str, wanted: str, missing: list[str]) -> None:
+    print(f"{path} is stale: run scripts/gen_commands_doc.py", file=sys.stderr)
+    if missing:
+        print("examples missing: " + ", ".join(missing), file=sys.stderr)
+    diff = difflib.unified_diff(
+        current.splitlines(), wanted.splitlines(), "on disk", "regenerated", lineterm="", n=1
+    )
+    for i, line in enumerate(diff):
+        if i >= 40:
+            print("...", file=sys.stderr)
+            break
+        print(line, file=sys.stderr)
+
+
+def run_examples(corpus: Path, jobs: int) -> dict[str, str]:
+    cmds = [cmd for _, cmd, _ in EXAMPLES]
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        return dict(zip(cmds, pool.map(lambda c: run_example(corpus, c), cmds), strict=True))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--check", action="store_true", help="exit 1 when the page is stale; write nothing")
+    ap.add_argument(
+        "--examples",
+        action="store_true",
+        help="with --check: also run the examples again and compare their output (needs the corpus)",
+    )
     ap.add_argument("--out", type=Path, default=DOC, help="the page to write or check (docs/COMMANDS.md)")
     ap.add_argument("--jobs", type=int, default=2, help="examples run in parallel")
     args = ap.parse_args(argv)
     entries = registry_entries()
+    corpus = corpus_root()
+    if (args.examples or not args.check) and corpus is None:
+        print(f"gen_commands_doc: corpus not found (needs dumps/{EXAMPLE_DUMP}; set BUGCHECK_CORPUS)")
+        return 2
 
     if args.check:
         if not args.out.is_file():
             print(f"{args.out}: missing; run scripts/gen_commands_doc.py", file=sys.stderr)
             return 1
         current = args.out.read_text(encoding="utf-8")
-        have = existing_examples(current)
-        missing = []
+        missing: list[str] = []
+        if args.examples:
+            outputs = run_examples(corpus, args.jobs)
+            wanted = render(entries, lambda cmd, keep: example_block(cmd, keep, outputs[cmd]))
+        else:
+            have = existing_examples(current)
 
-        def reuse(cmd: str, keep: int) -> str:
-            if cmd not in have:
-                missing.append(cmd)
-                return ""
-            return have[cmd]
+            def reuse(cmd: str, keep: int) -> str:
+                if cmd not in have:
+                    missing.append(cmd)
+                    return ""
+                return have[cmd]
 
-        wanted = render(entries, reuse)
+            wanted = render(entries, reuse)
         if missing or wanted != current:
-            print(f"{args.out} is stale: run scripts/gen_commands_doc.py", file=sys.stderr)
-            if missing:
-                print("examples missing: " + ", ".join(missing), file=sys.stderr)
-            diff = difflib.unified_diff(
-                current.splitlines(), wanted.splitlines(), "on disk", "from the registry", lineterm="", n=1
-            )
-            for i, line in enumerate(diff):
-                if i >= 40:
-                    print("...", file=sys.stderr)
-                    break
-                print(line, file=sys.stderr)
+            _report_stale(args.out, current, wanted, missing)
             return 1
         return 0
 
-    corpus = corpus_root()
-    if corpus is None:
-        print(f"gen_commands_doc: corpus not found (needs dumps/{EXAMPLE_DUMP}; set BUGCHECK_CORPUS)")
-        return 2
-    cmds = [(cmd, keep) for _, cmd, keep in EXAMPLES]
-    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        outputs = dict(
-            zip([c for c, _ in cmds], pool.map(lambda ck: run_example(corpus, ck[0]), cmds), strict=True)
-        )
+    outputs = run_examples(corpus, args.jobs)
     text = render(entries, lambda cmd, keep: example_block(cmd, keep, outputs[cmd]))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text, encoding="utf-8")
-    print(f"wrote {args.out} ({len(entries)} commands, {len(cmds)} examples)")
+    print(f"wrote {args.out} ({len(entries)} commands, {len(outputs)} examples)")
     return 0
 
 

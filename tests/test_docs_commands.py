@@ -19,6 +19,7 @@ import pytest
 
 from bugcheck.commands import registry
 from bugcheck.commands.session import Session, load_commands, split_commands
+from corpus import corpus_file
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "scripts" / "gen_commands_doc.py"
@@ -69,6 +70,29 @@ def usage_commands(text: str) -> list[str]:
 def test_commands_md_is_current():
     gen = _gen()
     assert gen.main(["--check"]) == 0, "docs/COMMANDS.md is stale: run python scripts/gen_commands_doc.py"
+
+
+def test_commands_md_examples_are_current():
+    """The examples are still what the CLI prints on the corpus dump (rerun; ~10 s)."""
+    corpus_file("dumps", "rizin-triage_x64.dmp")
+    gen = _gen()
+    assert gen.main(["--check", "--examples"]) == 0, (
+        "an example in docs/COMMANDS.md no longer matches the CLI: run python scripts/gen_commands_doc.py"
+    )
+
+
+def test_check_examples_notices_a_changed_output(tmp_path, monkeypatch):
+    corpus_file("dumps", "rizin-triage_x64.dmp")
+    gen = _gen()
+    monkeypatch.setattr(gen, "EXAMPLES", [("target", ".bugcheck", 10)])
+    page = tmp_path / "COMMANDS.md"
+    assert gen.main(["--out", str(page)]) == 0
+    text = page.read_text(encoding="utf-8")
+    assert "0: kd> .bugcheck\nBugcheck code 1000007E" in text
+    assert gen.main(["--check", "--examples", "--out", str(page)]) == 0
+    page.write_text(text.replace("Bugcheck code 1000007E", "Bugcheck code 0000007E"), encoding="utf-8")
+    assert gen.main(["--check", "--out", str(page)]) == 0  # the registry part alone is unchanged
+    assert gen.main(["--check", "--examples", "--out", str(page)]) == 1
 
 
 def test_commands_md_names_every_registered_command():

@@ -8,8 +8,16 @@ Real output (uncollapsed):
   ``b1d28000 b1d4d000   TAOKernelXP   (deferred)             ``,
   ``b2ce8000 b2d0a700   TFsFlt     (deferred)             ``,
   ``f889a000 f88a3f00   termdd     (pdb symbols)          d:\\symcachel\\termdd.pdb\\...``.
-- DebugPrivilege/InsightEngineering ``lmvm EvilDriver``:
-  ``fffff807`84da0000 fffff807`84da7000   EvilDriver   (no symbols)           ``.
+- DebugPrivilege/InsightEngineering ``lmvm EvilDriver`` and ``lmvm SysmonDrv``:
+  ``fffff807`84da0000 fffff807`84da7000   EvilDriver   (no symbols)           ``,
+  ``fffff802`5c000000 fffff802`5c02e000   SysmonDrv   (deferred)             `` - the name
+  fills eight columns and three blanks follow it.
+- ``lmvm`` output of nt (18362 and 19041), stornvme, sqlservr: ``Browse full module list``, then
+  the detail lines in the order ``Loaded symbol image file``, ``Image path``, ``Image name``,
+  ``Browse all global symbols  functions  data``, ``Image was built with /Brepro flag.``,
+  ``Timestamp``, ``CheckSum``, ``ImageSize``, versions, ``Translations``,
+  ``Information from resource tables:``; without a version resource kd lists
+  ``Translations:     0000.04b0 0000.04e4 0409.04b0 0409.04e4``.
 """
 
 from __future__ import annotations
@@ -37,6 +45,8 @@ from corpus import corpus_file, dump
          "f889a000 f88a3f00   termdd     (pdb symbols)          d:\\s\\termdd.pdb"),
         ("fffff807`84da0000 fffff807`84da7000   ", "EvilDriver", "(no symbols)", None,
          "fffff807`84da0000 fffff807`84da7000   EvilDriver   (no symbols)           "),
+        ("fffff802`5c000000 fffff802`5c02e000   ", "SysmonDrv", "(deferred)", None,
+         "fffff802`5c000000 fffff802`5c02e000   SysmonDrv   (deferred)             "),
     ],
 )  # fmt: skip
 def test_lm_row(head, name, state, path, want):
@@ -89,3 +99,24 @@ def test_expanded_sympath():
     assert expand_sympath("c:\\someSymbols;srv*") == (
         "c:\\somesymbols;cache*;SRV*https://msdl.microsoft.com/download/symbols"
     )
+
+
+def test_lmvm_detail_order():
+    d = bugcheck.open(dump("rizin-triage_x64.dmp"))
+    s = Session(
+        d, sympath=str(corpus_file("symstore")), offline=True, symbols_dir=str(corpus_file("symbols", "isf"))
+    )
+    (res,) = s.run("lmvm amdppm")
+    lines = res.text.splitlines()
+    assert lines[:2] == ["Browse full module list", LM_HEADER]
+    heads = [ln.split(":")[0].strip() for ln in lines[3:]]
+    order = ["Loaded symbol image file", "Image path", "Image name", "Browse all global symbols  functions  data",
+             "Image was built with /Brepro flag.", "Timestamp", "CheckSum", "ImageSize", "File version",
+             "Product version", "Translations", "Information from resource tables"]  # fmt: skip
+    assert heads[: len(order)] == order
+    assert "    Translations:     0409.04b0" in lines
+    (res,) = s.run("lmvm hal")  # no image at hand
+    assert res.text.splitlines()[-2:] == [
+        "    Translations:     0000.04b0 0000.04e4 0409.04b0 0409.04e4",
+        "    Information from resource tables:",
+    ]

@@ -20,12 +20,13 @@ LM_HEADER_32 = "start    end        module name"
 def lm_row(head: str, name: str, state: str, symbol_file: str | None) -> str:
     """One ``lm`` row as kd pads it.
 
-    Names shorter than ten characters fill a ten-wide column plus a space; longer
-    ones are followed by three spaces. The state fills 22 columns plus a space
+    The name fills eight columns and is followed by three blanks (the middle one is
+    where kd puts a flag such as ``T``); the state fills 22 columns plus a space
     even when no symbol file follows, so rows keep trailing blanks
-    (``volmgrx    (no symbols)           ``, ``mcupdate_GenuineIntel   (no symbols)           ``).
+    (``volmgrx    (no symbols)           ``, ``SysmonDrv   (deferred)             ``,
+    ``mcupdate_GenuineIntel   (no symbols)           ``).
     """
-    name_col = f"{name:<10} " if len(name) < 10 else f"{name}   "
+    name_col = f"{name:<8}   "
     return f"{head}{name_col}{state:<22} {symbol_file or ''}"
 
 
@@ -120,13 +121,21 @@ def _module_dict(m, ms) -> dict:
     }
 
 
+#: what kd lists as Translations when the image's version resource is not at hand
+DEFAULT_TRANSLATIONS = "0000.04b0 0000.04e4 0409.04b0 0409.04e4"
+
+
 def _verbose_lines(session, m, ms) -> list[str]:
+    """``lm v`` detail lines in kd's order (published ``lmvm`` output of nt, stornvme, EvilDriver,
+    SysmonDrv): symbol file, paths, the "Browse all global symbols" line, the /Brepro note,
+    timestamp, checksum, size, versions, Translations, then the resource strings."""
     lines = []
-    if ms.symbol_file:
+    if ms.state != "deferred":
         lines.append(f"    Loaded symbol image file: {m.image_name}")
     if m.path:
         lines.append(f"    Image path: {m.path}")
     lines.append(f"    Image name: {m.image_name}")
+    lines.append("    Browse all global symbols  functions  data")
     img = ms.image
     repro = False
     if img is not None:
@@ -136,6 +145,7 @@ def _verbose_lines(session, m, ms) -> list[str]:
             repro = False
     if m.timestamp:
         if repro:
+            lines.append("    Image was built with /Brepro flag.")
             lines.append(
                 f"    Timestamp:        {m.timestamp:08X} (This is a reproducible build file hash, not a timestamp)"
             )
@@ -143,25 +153,29 @@ def _verbose_lines(session, m, ms) -> list[str]:
             lines.append(f"    Timestamp:        {_ctime(m.timestamp)} ({m.timestamp:08X})")
     lines.append(f"    CheckSum:         {m.checksum:08X}")
     lines.append(f"    ImageSize:        {m.size:08X}")
+    vi = None
     if img is not None:
         try:
             vi = img.version_info
         except BugcheckError:
             vi = None
-        if vi is not None:
-            if vi.file_version_str:
-                lines.append(f"    File version:     {vi.file_version_str}")
-            if vi.product_version_str:
-                lines.append(f"    Product version:  {vi.product_version_str}")
-            strings = getattr(vi, "strings", None) or {}
-            for key in ("CompanyName", "ProductName", "InternalName", "OriginalFilename", "ProductVersion",
-                        "FileVersion", "FileDescription", "LegalCopyright"):  # fmt: skip
-                if key in strings:
-                    lines.append(f"        {key + ':':<17} {strings[key]}")
-    else:
-        lines.append(
-            "    Information from resource tables: not available (image not in the dump or symbol path)"
-        )
+    if vi is None:
+        lines.append(f"    Translations:     {DEFAULT_TRANSLATIONS}")
+        lines.append("    Information from resource tables:")
+        return lines
+    if vi.file_version_str:
+        lines.append(f"    File version:     {vi.file_version_str}")
+    if vi.product_version_str:
+        lines.append(f"    Product version:  {vi.product_version_str}")
+    translations = getattr(vi, "translations", None) or []
+    text = " ".join(f"{lang:04x}.{cp:04x}" for lang, cp in translations) or DEFAULT_TRANSLATIONS
+    lines.append(f"    Translations:     {text}")
+    lines.append("    Information from resource tables:")
+    strings = getattr(vi, "strings", None) or {}
+    for key in ("CompanyName", "ProductName", "InternalName", "OriginalFilename", "ProductVersion",
+                "FileVersion", "FileDescription", "LegalCopyright"):  # fmt: skip
+        if key in strings:
+            lines.append(f"        {key + ':':<17} {strings[key]}")
     return lines
 
 
@@ -177,6 +191,8 @@ def lm(session, args: str) -> Result:
         addr = session.evaluate(opts["address"])
         modules = [m for m in modules if m.contains(addr)]
     lines = [] if opts["one"] else [LM_HEADER if session.pointer_size == 8 else LM_HEADER_32]
+    if opts["verbose"] and lines:
+        lines.insert(0, "Browse full module list")  # every published ``lmvm`` starts so
     data = []
     for m in modules:
         # WinDbg loads symbols for the modules it lists verbosely or by pattern; plain lm shows state.

@@ -101,3 +101,19 @@ def test_dt_layout_and_values(session):
         f"   +0x000 Flink            : 0x{flink >> 32:08x}`{flink & 0xFFFFFFFF:08x} _LIST_ENTRY"
     )
     assert run(session, "dt nt!_NoSuchType") == "Symbol nt!_NoSuchType not found."
+
+
+def test_dt_options_after_the_address(session):
+    """kd reads dt options anywhere on the line (DebugPrivilege: ``dt ntkrnlmp!_HEAP_VS_CONTEXT
+    ffffe0099a6002c0 -r1`` expands members; ``dt nt!_EPROCESS ffff9003e19ae080 -y ThreadListHead``)."""
+    thread = session.dump.triage.thread_address if hasattr(session.dump, "triage") else None
+    if thread is None:
+        pytest.skip("no thread address in this dump")
+    before = run(session, f"dt -r1 nt!_KTHREAD {thread:x} ApcState").splitlines()
+    after = run(session, f"dt nt!_KTHREAD {thread:x} -r1 ApcState").splitlines()
+    assert after == before and len(after) > 2
+    proc = session.dump.triage.process_address
+    lines = run(session, f"dt nt!_EPROCESS {proc:x} -y ThreadListH").splitlines()
+    assert (
+        len(lines) == 1 and lines[0].startswith("   +0x") and " ThreadListHead : _LIST_ENTRY [ " in lines[0]
+    )

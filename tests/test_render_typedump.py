@@ -112,7 +112,7 @@ def test_bitfields_long_names_and_recursion():
     lines = dump_type(FOO, module="nt", recurse=1, fields=["Flags"])
     assert lines == [
         "nt!_FOO",
-        "   +0x00c Flags            : <unnamed-tag>",
+        "   +0x00c Flags : <unnamed-tag>",
         "      +0x000 Value            : Uint4B",
         "      +0x000 Busy             : Pos 0, 1 Bit",
         "      +0x000 Count            : Pos 1, 31 Bits",
@@ -143,13 +143,13 @@ def test_values_at_an_address():
 def test_function_pointer_target_is_named():
     names = {0xFFFFF80060DA5000: "myfault+0x5000"}
     lines = dump_type(FOO, address=ADDR, read=reader(_image()), fields=["DriverInit"], symbolize=names.get)
-    assert lines[1] == "   +0x048 DriverInit       : 0xfffff800`60da5000     long  myfault+0x5000"
+    assert lines[1] == "   +0x048 DriverInit : 0xfffff800`60da5000     long  myfault+0x5000"
 
 
 def test_recursive_values_show_bitfields_in_binary():
     lines = dump_type(FOO, address=ADDR, read=reader(_image()), recurse=1, fields=["Flags"])
     assert lines[1:] == [
-        "   +0x00c Flags            : <unnamed-tag>",
+        "   +0x00c Flags : <unnamed-tag>",
         "      +0x000 Value            : 0xb",
         "      +0x000 Busy             : 0y1",
         "      +0x000 Count            : 0y0000000000000000000000000000101 (0x5)",
@@ -160,9 +160,9 @@ def test_field_filter_with_sub_member_and_wildcard():
     lines = dump_type(FOO, module="nt", address=ADDR, read=reader(_image()), fields=["Links.Blink", "Pool*"])
     assert lines == [
         "nt!_FOO",
-        "   +0x010 Links            :",
-        "      +0x008 Blink            : 0xfffff800`6322a230 _LIST_ENTRY",
-        "   +0x040 PoolType         : NonPagedPoolNx (0n512)",
+        "   +0x010 Links    :",
+        "      +0x008 Blink : 0xfffff800`6322a230 _LIST_ENTRY",
+        "   +0x040 PoolType : NonPagedPoolNx (0n512)",
     ]
     assert dump_type(FOO, fields=["Nope"])[-1] == "Cannot find specified field members."
 
@@ -291,3 +291,18 @@ def reader_at(base: int, data: bytes):
         return b""
 
     return read
+
+
+def test_named_fields_pad_to_the_longest_name():
+    """Real kd pads field names to the longest one it was asked for, not to 16
+    (nohuto/windbg-notes: ``lkd> dt nt!_KTHREAD ffffc184ff755040 Process CycleTime UserTime KernelTime
+    Priority`` -> ``   +0x048 CycleTime  : ...`` / ``   +0x28c KernelTime : ...``; DebugPrivilege:
+    ``kd> dt nt!_EPROCESS ffff9003e19ae080 -y ThreadListHead`` -> ``   +0x5e0 ThreadListHead : ...``)."""
+    lines = dump_type(
+        FOO, address=ADDR, read=reader(_image()), fields=["Status", "PoolType", "Type"], header=False
+    )
+    assert lines == [
+        "   +0x008 Type     : 0n3",
+        "   +0x040 PoolType : NonPagedPoolNx (0n512)",
+        "   +0x044 Status   : 0n-1073741819",
+    ]

@@ -74,16 +74,27 @@ def dt_command(session, args: str) -> Result:
     recurse = 0
     verbose = False
     rest: list[str] = []
-    for w in words:
+    partial: list[str] = []
+    i = 0
+    # kd takes options anywhere on the line ("dt nt!_HEAP_VS_CONTEXT ffffe0099a6002c0 -r1",
+    # "dt nt!_EPROCESS ffff9003e19ae080 -y ThreadListHead" in published sessions)
+    while i < len(words):
+        w = words[i]
+        i += 1
         m = _OPT.match(w)
-        if m and not rest:
-            opt = m.group(1).lower()
-            if opt.startswith("r"):
-                recurse = int(m.group(2)) if m.group(2) else typedump.MAX_DEPTH
-            elif opt == "v":
-                verbose = True
+        if not m:
+            rest.append(w)
             continue
-        rest.append(w)
+        opt = m.group(1).lower()
+        if opt.startswith("r"):
+            recurse = int(m.group(2)) if m.group(2) else typedump.MAX_DEPTH
+        elif opt == "v":
+            verbose = True
+        elif opt == "y" and i < len(words):
+            partial.append(words[i] + "*")  # -y: the next field name is a prefix
+            i += 1
+        elif opt == "l" and i < len(words):
+            i += 1  # -l FIELD: list walking is not offered; the field name is skipped
     if not rest:
         raise CommandError("Syntax error: dt needs a type name")
     name = rest[0]
@@ -98,7 +109,7 @@ def dt_command(session, args: str) -> Result:
         raise CommandError(f"Symbol {name} not found.")
     module, t = found
     address = None
-    fields: list[str] = []
+    fields: list[str] = list(partial)
     for w in rest[1:]:
         head = w.split(".", 1)[0]
         if t.member(head) is not None or "*" in head:

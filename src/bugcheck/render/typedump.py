@@ -286,8 +286,8 @@ def _matches(name: str, pattern: str) -> bool:
     return name == pattern or fnmatch.fnmatchcase(name, pattern)
 
 
-def _line(level: int, m: Member, value: str) -> str:
-    pad = max(NAME_WIDTH, len(m.name))
+def _line(level: int, m: Member, value: str, width: int = NAME_WIDTH) -> str:
+    pad = max(width, len(m.name))
     text = f"{'   ' * (level + 1)}+{m.offset:#05x} {m.name:<{pad}} : {value}"
     return text.rstrip() if not value else text
 
@@ -301,6 +301,13 @@ def _members(
     level: int,
     paths: list[list[str]] | None,
 ) -> None:
+    width = NAME_WIDTH
+    if paths is not None:
+        # with named fields kd pads names to the longest one it prints, not to 16
+        # (lkd> dt nt!_KTHREAD ... Process CycleTime UserTime KernelTime Priority ->
+        #  "   +0x048 CycleTime  : ...", "   +0x28c KernelTime : ...")
+        chosen = [m.name for m in t.members if any(_matches(m.name, p[0]) for p in paths)]
+        width = max(map(len, chosen), default=NAME_WIDTH)
     for m in t.members:
         if len(out) >= MAX_LINES:
             return
@@ -313,7 +320,7 @@ def _members(
             sub_paths = deeper if deeper and all(len(p) > 1 for p in hits) else None
         mt = m.resolved_type()
         if sub_paths is not None:
-            out.append(_line(level, m, ""))
+            out.append(_line(level, m, "", width))
             if mt.kind in (Kind.STRUCT, Kind.UNION, Kind.CLASS):
                 _members(mt, out, opts, mem, base + m.offset, level + 1, sub_paths)
             continue
@@ -323,7 +330,7 @@ def _members(
             value = _bitfield_value(m, mem, base + m.offset)
         else:
             value = _value_text(mt, mem, base + m.offset, opts.pointer_size)
-        out.append(_line(level, m, value))
+        out.append(_line(level, m, value, width))
         if level < min(opts.recurse, MAX_DEPTH) and mt.kind in (Kind.STRUCT, Kind.UNION, Kind.CLASS):
             _members(mt, out, opts, mem, base + m.offset, level + 1, None)
         elif (

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import os
 import platform
+import re
+import struct
 import sys
 
 import bugcheck
@@ -42,7 +45,34 @@ def cmd_formats(session, args: str) -> Result:
     if not args.strip():
         raise CommandError("Usage: .formats expression")
     value = session.evaluate(args.strip())
-    return Result(formats_table(value), {"value": value}, "bugcheck.formats/1")
+    return Result(_msvc_floats(formats_table(value), value), {"value": value}, "bugcheck.formats/1")
+
+
+def msvc_g(raw: int, bits: int) -> str:
+    """A float the way kd's C runtime prints ``%g``: three-digit exponents (``2.66366e+014``),
+    ``1.#QNAN`` / ``1.#INF`` with the sign bit shown (published ``.formats`` output)."""
+    if bits == 32:
+        x = struct.unpack("<f", struct.pack("<I", raw & 0xFFFFFFFF))[0]
+        negative = bool(raw >> 31 & 1)
+    else:
+        x = struct.unpack("<d", struct.pack("<Q", raw & 0xFFFFFFFFFFFFFFFF))[0]
+        negative = bool(raw >> 63 & 1)
+    if math.isnan(x):
+        return ("-" if negative else "") + "1.#QNAN"
+    if math.isinf(x):
+        return ("-" if negative else "") + "1.#INF"
+    return re.sub(r"e([+-])(\d\d)$", r"e\g<1>0\2", f"{x:g}")
+
+
+def _msvc_floats(table: str, value: int) -> str:
+    value &= 0xFFFFFFFFFFFFFFFF
+    lines = table.split("\n")
+    for i, line in enumerate(lines):
+        if line.startswith("  Float:"):
+            lines[i] = f"  Float:   low {msvc_g(value, 32)} high {msvc_g(value >> 32, 32)}"
+        elif line.startswith("  Double:"):
+            lines[i] = f"  Double:  {msvc_g(value, 64)}"
+    return "\n".join(lines)
 
 
 @command(".echo", "Print the rest of the line")

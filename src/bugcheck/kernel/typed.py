@@ -12,7 +12,7 @@ corrupt or looping list.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bugcheck.errors import BugcheckError, MemoryNotPresent, SymbolError
 from bugcheck.memory.base import AddressSpace
@@ -20,6 +20,8 @@ from bugcheck.symbols.types import Kind, Type, TypeSource
 
 #: no kernel list this program walks is expected to be longer than this
 MAX_LIST_ENTRIES = 100_000
+#: structures up to this size are read once and their fields served from that copy
+SNAPSHOT_LIMIT = 0x10000
 
 
 class TypeNotFound(SymbolError):
@@ -87,6 +89,22 @@ class StructView:
     address: int
     type: Type
     types: Types
+    #: (bytes, holes) of the whole object, read on first field access (dump memory never changes)
+    _snapshot: tuple | None = field(default=None, repr=False, compare=False)
+
+    def _read(self, offset: int, size: int) -> bytes:
+        """Bytes of the object at ``offset``, from the one-time snapshot when it covers them."""
+        snap = self._snapshot
+        if snap is None and 0 < self.type.size <= SNAPSHOT_LIMIT:
+            snap = self._snapshot = self.memory.read_padded(self.address, self.type.size)
+        if snap is not None and offset + size <= len(snap[0]):
+            data, holes = snap
+            lo, hi = self.address + offset, self.address + offset + size
+            for start, length in holes:
+                if start < hi and lo < start + length:
+                    raise MemoryNotPresent(max(start, lo), self.memory.space)
+            return data[offset : offset + size]
+        return self.memory.read(self.address + offset, size)
 
     def offset(self, path: str) -> int:
         return self.type.field_offset(path)
@@ -95,6 +113,14 @@ class StructView:
         return self.address + self.type.field_offset(path)
 
     def _member_type(self, path: str) -> tuple[int, Type, int | None, int | None]:
+        cached = self.type.path_cache.get(path)
+        if cached is not None:
+            return cached
+        resolved = self._resolve_path(path)
+        self.type.path_cache[path] = resolved
+        return resolved
+
+    def _resolve_path(self, path: str) -> tuple[int, Type, int | None, int | None]:
         t = self.type
         off = 0
         bitpos = bitlen = None
@@ -120,11 +146,15 @@ class StructView:
         ps = self.types.pointer_size
         if bitlen is not None:
             size = t.size or 4
-            raw = _unsigned(self.memory.read(self.address + off, size))
+            raw = _unsigned(self._read(off, size))
             return (raw >> (bitpos or 0)) & ((1 << bitlen) - 1)
         if t.kind in (Kind.STRUCT, Kind.UNION, Kind.CLASS, Kind.ARRAY):
             raise BugcheckError(f"{self.type.name}.{path} is not a scalar")
-        return read_scalar(self.memory, self.address + off, t, ps)
+        size = ps if t.kind == Kind.POINTER else (t.size or (4 if t.kind == Kind.ENUM else ps))
+        raw = _unsigned(self._read(off, size))
+        if t.kind != Kind.POINTER and t.signed and raw >> (size * 8 - 1):
+            raw -= 1 << (size * 8)
+        return raw
 
     def field_or(self, path: str, default=None):
         """Like :meth:`field`, but ``default`` when the member is unknown or its memory absent."""
@@ -143,7 +173,7 @@ class StructView:
 
     def bytes(self, path: str) -> bytes:
         off, t, _, _ = self._member_type(path)
-        return self.memory.read(self.address + off, t.size)
+        return self._read(off, t.size)
 
     def unicode_string(self, path: str, max_chars: int = 4096) -> str:
         """A ``_UNICODE_STRING`` member's text ('' when its buffer is absent)."""

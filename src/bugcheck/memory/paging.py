@@ -223,6 +223,33 @@ class VirtualMemory(AddressSpace):
     def __init__(self, paging: Paging):
         self.paging = paging
         self.physical = paging.physical
+        #: virtual page -> file offset of its data (None: take the general path); dump data never changes
+        self._file_pages: dict[int, int | None] = {}
+        self._buf = getattr(self.physical, "_buf", None)
+        self._file_offset = getattr(self.physical, "file_offset", None)
+
+    def read(self, address: int, size: int) -> bytes:
+        """Fast path for reads inside one mapped page; anything else takes the general path."""
+        in_page = address & (PAGE_SIZE - 1)
+        if 0 < size <= PAGE_SIZE - in_page:
+            if self._file_offset is not None:
+                key = (address >> 12) & 0xF_FFFF_FFFF_FFFF
+                off = self._file_pages.get(key, -1)
+                if off == -1:
+                    tr = self.paging.page_translation(address & 0xFFFF_FFFF_FFFF_FFFF)
+                    off = self._file_offset(tr[0] >> 12) if tr is not None else None
+                    if len(self._file_pages) > 1 << 18:
+                        self._file_pages.clear()
+                    self._file_pages[key] = off
+                if off is not None:
+                    return bytes(self._buf[off + in_page : off + in_page + size])
+            tr = self.paging.page_translation(address & 0xFFFF_FFFF_FFFF_FFFF)
+            if tr is not None:
+                try:
+                    return self.physical.read(tr[0] | in_page, size)
+                except MemoryNotPresent:
+                    pass  # report the hole at its virtual address, below
+        return super().read(address, size)
 
     def read_chunks(self, address: int, size: int):
         cur, end = address, address + size

@@ -34,6 +34,23 @@ class PhysicalMemory(AddressSpace):
     def page_present(self, pfn: int) -> bool:
         return self.page_offset(pfn) is not None
 
+    def file_offset(self, pfn: int) -> int | None:
+        """File offset of a page whose whole 4 KB is in the file (for callers that cache it)."""
+        off = self.page_offset(pfn)
+        if off is None or off + PAGE_SIZE > self._file_size:
+            return None
+        return off
+
+    def read(self, address: int, size: int) -> bytes:
+        """Fast path for reads inside one present page (most structure reads); else the general path."""
+        in_page = address & (PAGE_SIZE - 1)
+        if 0 < size <= PAGE_SIZE - in_page:
+            off = self.page_offset(address >> PAGE_SHIFT)
+            if off is not None and off + in_page + size <= self._file_size:
+                off += in_page
+                return bytes(self._buf[off : off + size])
+        return super().read(address, size)
+
     def read_chunks(self, address: int, size: int):
         cur = address
         end = address + size
@@ -175,6 +192,12 @@ class BytesPhysicalMemory(PhysicalMemory):
 
     def page_offset(self, pfn: int) -> int | None:  # not file-backed
         return 0 if pfn in self.pages else None
+
+    def read(self, address: int, size: int) -> bytes:
+        return AddressSpace.read(self, address, size)
+
+    def file_offset(self, pfn: int) -> int | None:  # not file-backed
+        return None
 
     def read_chunks(self, address: int, size: int):
         cur, end = address, address + size

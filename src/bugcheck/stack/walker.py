@@ -59,8 +59,15 @@ class _Unwinder:
         self.kernel = kernel
         self.types = getattr(kernel, "types", None) if kernel is not None else None
         self.store = store
-        self.code = CodeMap(dump, resolver)
-        self._lookups: dict[int, object] = {}
+        # Both are the same for every walk over this dump: keep them with the resolver so listing
+        # thousands of thread stacks decodes each module's unwind data once.
+        cache = getattr(resolver, "cache", None)
+        if cache is None:
+            cache = {}
+        key = ("stack-walker", id(dump))
+        if key not in cache:
+            cache[key] = (CodeMap(dump, resolver), {})
+        self.code, self._lookups = cache[key]
         self.records = _exception_records(dump)
 
     # -- memory ---------------------------------------------------------------------------------
@@ -375,12 +382,15 @@ def _finish(sw: StackWalk, dump, resolver, ps: int) -> None:
         nxt = frames[i + 1] if i + 1 < len(frames) else None
         f.return_address = nxt.pc if nxt is not None else 0
         base = nxt.sp if nxt is not None else f.sp + ps
+        try:
+            raw, holes = dump.read_virtual_padded(base & MASK64, 4 * ps)
+        except BugcheckError:
+            raw, holes = b"\0" * (4 * ps), [((base & MASK64), 4 * ps)]
         args: list[int | None] = []
         for k in range(4):
-            try:
-                args.append(int.from_bytes(dump.read_virtual((base + k * ps) & MASK64, ps), "little"))
-            except (MemoryNotPresent, BugcheckError):
-                args.append(None)
+            lo = (base + k * ps) & MASK64
+            absent = any(h < lo + ps and lo < h + n for h, n in holes)
+            args.append(None if absent else int.from_bytes(raw[k * ps : (k + 1) * ps], "little"))
         f.args = args
         if not f.symbol:
             f.symbol = _symbol(resolver, f.pc)

@@ -81,6 +81,9 @@ class Resolver:
     def __init__(self, modules: list[ModuleInfo], loader: Loader | None = None, pointer_size: int = 8):
         self.pointer_size = pointer_size
         self._loader = loader
+        #: per-target caches that upper layers keep here (e.g. the stack walker's unwind lookups),
+        #: dropped whenever the module list changes
+        self.cache: dict = {}
         self.set_modules(modules)
 
     # -- modules -------------------------------------------------------------------------------
@@ -90,6 +93,7 @@ class Resolver:
         self._starts = [m.base for m in ordered]
         self._ordered = ordered
         self._loaded: dict[int, ModuleSymbols] = {}
+        self.cache = {}
 
     def module_at(self, address: int) -> ModuleInfo | None:
         i = bisect.bisect_right(self._starts, address) - 1
@@ -130,6 +134,7 @@ class Resolver:
 
     def unload_all(self) -> None:
         self._loaded.clear()
+        self.cache.clear()
 
     # -- address -> name -----------------------------------------------------------------------
     def symbolize(self, address: int) -> Symbolized:

@@ -76,16 +76,24 @@ class Type:
     arguments: list[TypeRef | Type] = field(default_factory=list)
     #: True for a forward reference that could not be resolved to a definition
     incomplete: bool = False
+    #: name -> member, built on first lookup (rebuilt if members change); not part of the type's value
+    _by_name: dict | None = field(default=None, repr=False, compare=False)
+    #: resolved dotted member paths, for views that read the same fields of many objects
+    path_cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     def resolved_target(self) -> Type | None:
         t = self.target
         return t.resolve() if isinstance(t, TypeRef) else t
 
     def member(self, name: str) -> Member | None:
-        for m in self.members:
-            if m.name == name:
-                return m
-        return None
+        index = self._by_name
+        if index is None or index.get("\0count") != len(self.members):
+            index = {}
+            for m in self.members:
+                index.setdefault(m.name, m)  # the first of duplicate names wins, as before
+            index["\0count"] = len(self.members)
+            self._by_name = index
+        return index.get(name)
 
     def field_offset(self, path: str) -> int:
         """Offset of a dotted member path (``Pcb.DirectoryTableBase``); raises KeyError."""

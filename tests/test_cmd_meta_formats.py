@@ -30,3 +30,12 @@ def test_table_lines():
     lines = _msvc_floats(formats_table(0xA9C), 0xA9C).splitlines()
     assert "  Float:   low 3.80593e-042 high 0" in lines
     assert "  Double:  1.34188e-320" in lines
+
+
+def test_invalid_times():
+    """``kd> .formats cr0`` (80050031): ``Time:    ***** Invalid``; ``.formats nt!NtCreateFile``
+    (fffff805`2e3ff090): ``Time:    ***** Invalid FILETIME``."""
+    assert "  Time:    ***** Invalid" in _msvc_floats(formats_table(0x80050031), 0x80050031).splitlines()
+    big = 0xFFFFF8052E3FF090
+    assert "  Time:    ***** Invalid FILETIME" in _msvc_floats(formats_table(big), big).splitlines()
+    assert "  Time:    Thu Jan  1 00:45:16 1970" in _msvc_floats(formats_table(0xA9C), 0xA9C).splitlines()

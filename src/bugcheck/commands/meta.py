@@ -72,6 +72,14 @@ def _msvc_floats(table: str, value: int) -> str:
             lines[i] = f"  Float:   low {msvc_g(value, 32)} high {msvc_g(value >> 32, 32)}"
         elif line.startswith("  Double:"):
             lines[i] = f"  Double:  {msvc_g(value, 64)}"
+        elif line.startswith("  Time:"):
+            # kd reads 32-bit values as a signed time_t and wider ones as a FILETIME:
+            # ".formats cr0" (80050031) -> "***** Invalid", ".formats nt!NtCreateFile" ->
+            # "***** Invalid FILETIME"
+            if 0x80000000 <= value <= 0xFFFFFFFF:
+                lines[i] = "  Time:    ***** Invalid"
+            elif value > 0xFFFFFFFF and (value >> 63 or "Invalid" in line):
+                lines[i] = "  Time:    ***** Invalid FILETIME"
     return "\n".join(lines)
 
 

@@ -1,21 +1,301 @@
-"""x86 stack walk over the EBP chain.
+"""x86 stack walk: PDB frame data, then FPO records, then the EBP chain, then a scan.
 
-32-bit Windows kernel code is built with frame pointers (``push ebp; mov ebp,
-esp``), so ``[ebp]`` is the caller's ebp and ``[ebp+4]`` the return address;
-the caller's esp is ``ebp + 8``. FPO functions (no frame pointer) break the
-chain; their PDB FPO records are not read yet, so such a frame ends the walk
-early rather than inventing callers.
+32-bit Windows code mostly keeps frame pointers (``push ebp; mov ebp, esp``:
+``[ebp]`` is the caller's ebp, ``[ebp+4]`` the return address, the caller's
+esp is ``ebp + 8``), but optimized functions omit them, and then only the PDB
+knows the frame's shape. Per frame, the first that applies:
+
+1. ``frame_data``: the PDB's FRAMEDATA record for pc; its postfix program
+   (:mod:`bugcheck.stack.fpo`) gives the caller's registers;
+2. ``fpo``: a classic FPO_DATA record (locals, saved registers, parameters);
+   a non-FPO or trap record means the function keeps an EBP frame;
+3. ``frame_pointer``: the EBP chain;
+4. ``scan``: the first dword above esp that is a believable return address
+   (in a module's code, right after a call instruction).
+
+Return-address searches (``.raSearch``) start where the record puts the return
+address and, when code is known, accept only believable return addresses.
+A malformed program ends the walk with a warning.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 from bugcheck.errors import BugcheckError, MemoryNotPresent
+from bugcheck.stack import fpo
 from bugcheck.stack.frames import Frame, StackWalk
 
 MASK32 = 0xFFFFFFFF
+NO_UNWIND_WARNING = "WARNING: Stack unwind information not available. Following frames may be wrong."
+#: dwords a ``.raSearch`` looks through above its start for a believable return address
+RA_SEARCH_WORDS = 64
+#: dwords a scan (no record, no EBP frame) looks through
+SCAN_WORDS = 0x800
+
+try:
+    import iced_x86 as _iced
+except ImportError:  # pragma: no cover - iced is a hard dependency
+    _iced = None
 
 
-def walk_x86(dump, resolver, kernel, regs: dict[str, int], max_frames: int) -> StackWalk:
+@dataclass
+class Step:
+    """One unwind step: the caller's registers (None: the walk ends here) and how."""
+
+    regs: dict[str, int] | None
+    method: str = ""
+    #: bytes of parameters this frame's function takes (the caller's ``.cbCalleeParams``)
+    params: int = 0
+    warning: str | None = None
+    trap_frame: int | None = None
+
+
+RecordLookup = Callable[[int], object]
+
+
+class X86Unwinder:
+    """Unwinds one frame at a time.
+
+    ``read_u32(va)`` reads stack memory (raises on absent memory); ``records(pc)``
+    gives the PDB's FrameData or FpoData for pc, or None; ``is_return(va)`` says
+    whether a value can be a return address, None when it cannot tell.
+    """
+
+    def __init__(
+        self,
+        read_u32: Callable[[int], int],
+        records: RecordLookup | None = None,
+        is_return: Callable[[int], bool | None] | None = None,
+    ):
+        self.read_u32 = read_u32
+        self.records = records or (lambda pc: None)
+        self.is_return = is_return
+
+    def _u32(self, va: int) -> int | None:
+        try:
+            return self.read_u32(va & MASK32) & MASK32
+        except (MemoryNotPresent, BugcheckError, ValueError, OverflowError):
+            return None
+
+    def _believable(self, value: int | None) -> bool | None:
+        if not value:
+            return False
+        if self.is_return is None:
+            return None
+        return self.is_return(value)
+
+    # -- return address search ------------------------------------------------------------------
+    def ra_search(self, start: int, callee_params: int) -> int:
+        """Slot of the return address near ``start``.
+
+        The exact start wins when it holds a believable return address; else the start
+        without the callee's parameters (compilers that reserve outgoing arguments in
+        the frame make them part of the locals); else the first believable one above.
+        Without a way to judge code, the start is taken as the record says.
+        """
+        if self.is_return is None:
+            return start
+        lower = (start - callee_params) & MASK32 if callee_params else start
+        for slot in (start, lower):
+            if self._believable(self._u32(slot)):
+                return slot
+        for k in range(1, RA_SEARCH_WORDS):
+            slot = (lower + 4 * k) & MASK32
+            v = self._u32(slot)
+            if v is None:
+                break
+            if self._believable(v):
+                return slot
+        return start
+
+    # -- methods --------------------------------------------------------------------------------
+    def _run(self, record, program: str, regs: dict[str, int], callee_params: int, method: str) -> Step:
+        esp = regs["esp"] & MASK32
+        start = fpo.ra_search_start(record, esp, callee_params)
+        if "@" in program and regs.get("ebp"):
+            start = (regs["ebp"] + 4) & MASK32  # a realigned frame: the return address is above ebp
+        found = self.ra_search(start, callee_params) if ".raSearch" in program else start
+        consts = fpo.constants_for(record, callee_params, found, start)
+        got = fpo.evaluate(program, regs, self.read_u32, consts)
+        out = fpo.registers_of(got)
+        if "eip" not in out or "esp" not in out:
+            raise fpo.ProgramError("the program does not set $eip and $esp")
+        new = dict(regs)
+        new.update(out)
+        return Step(new, method, fpo.sizes_of(record).params)
+
+    def _ebp_chain(self, regs: dict[str, int], params: int = 0, trap_frame: int | None = None) -> Step | None:
+        sp = regs["esp"] & MASK32
+        ebp = regs.get("ebp", 0) & MASK32
+        if not ebp or ebp < sp:
+            return None
+        caller_ebp, ret = self._u32(ebp), self._u32(ebp + 4)
+        if caller_ebp is None or not ret:
+            return None
+        new = dict(regs)
+        new.update(eip=ret, esp=(ebp + 8) & MASK32, ebp=caller_ebp)
+        return Step(new, "frame_pointer", params, trap_frame=trap_frame)
+
+    def _scan(self, regs: dict[str, int]) -> Step | None:
+        if self.is_return is None:
+            return None
+        sp = regs["esp"] & MASK32
+        for k in range(SCAN_WORDS):
+            slot = (sp + 4 * k) & MASK32
+            v = self._u32(slot)
+            if v is None:
+                return None
+            if self._believable(v):
+                new = dict(regs)
+                new.update(eip=v, esp=(slot + 4) & MASK32)
+                return Step(new, "scan")
+        return None
+
+    def step(self, regs: dict[str, int], callee_params: int = 0) -> Step:
+        """The caller of the frame executing at ``regs``; see the module docstring for the order."""
+        pc, sp = regs["eip"] & MASK32, regs["esp"] & MASK32
+        try:
+            record = self.records(pc)
+        except (BugcheckError, MemoryNotPresent, ValueError):
+            record = None
+        params = fpo.sizes_of(record).params if record is not None else 0
+        if record is not None and hasattr(record, "program"):
+            try:
+                st = self._run(record, record.program or "", regs, callee_params, "frame_data")
+            except fpo.ProgramError as e:
+                return Step(None, warning=f"WARNING: frame data for {pc:08x} cannot be used: {e}")
+            if _grows(st, sp):
+                return st
+        elif record is not None:
+            kind = record.frame_type
+            if kind == fpo.FRAME_FPO:
+                try:
+                    st = self._run(record, fpo.fpo_program(record), regs, callee_params, "fpo")
+                except fpo.ProgramError as e:
+                    return Step(None, warning=f"WARNING: FPO data for {pc:08x} cannot be used: {e}")
+                if _grows(st, sp):
+                    return st
+            else:
+                # a trap or task-gate handler points ebp at the frame it built; others keep EBP frames
+                tf = regs.get("ebp") if kind in (fpo.FRAME_TRAP, fpo.FRAME_TSS) else None
+                st = self._ebp_chain(regs, params, tf)
+                if st is not None and _grows(st, sp):
+                    st.method = "fpo"
+                    return st
+        st = self._ebp_chain(regs, params)
+        if st is not None and _grows(st, sp):
+            return st
+        st = self._scan(regs)
+        if st is not None and _grows(st, sp):
+            return st
+        return Step(None)
+
+
+def _grows(st: Step, sp: int) -> bool:
+    """A caller lives higher on the stack and somewhere in code: anything else would loop."""
+    return st.regs is not None and (st.regs.get("esp", 0) & MASK32) > sp and bool(st.regs.get("eip"))
+
+
+# -- records and code facts from the loaded modules ----------------------------------------------
+
+
+class ModuleRecords:
+    """``pc -> FrameData | FpoData | None`` from the PDBs the resolver loaded, cached per module."""
+
+    def __init__(self, resolver):
+        self.resolver = resolver
+        self._pdbs: dict[int, object] = {}
+
+    def pdb_for(self, module):
+        if module.base not in self._pdbs:
+            pdb = None
+            try:
+                ms = self.resolver.load(module)
+                pdb = getattr(ms, "pdb", None) or getattr(ms.symbols, "_pdb", None)
+                if pdb is not None and getattr(pdb, "machine", "x86") not in ("x86", "unknown"):
+                    pdb = None
+            except (BugcheckError, AttributeError):
+                pdb = None
+            self._pdbs[module.base] = pdb
+        return self._pdbs[module.base]
+
+    def __call__(self, pc: int):
+        try:
+            module = self.resolver.module_at(pc)
+        except BugcheckError:
+            return None
+        if module is None:
+            return None
+        pdb = self.pdb_for(module)
+        if pdb is None:
+            return None
+        rva = pc - module.base
+        try:
+            rec = pdb.frame_data_at(rva)
+            if rec is not None:
+                return rec
+            return fpo_at(pdb.fpo, rva)
+        except BugcheckError:
+            return None
+
+
+def fpo_at(records, rva: int):
+    """The FPO_DATA record whose code range holds ``rva`` (records are sorted by start)."""
+    lo, hi = 0, len(records)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if records[mid].rva <= rva:
+            lo = mid + 1
+        else:
+            hi = mid
+    i = lo - 1
+    if i >= 0 and records[i].rva <= rva < records[i].rva + records[i].code_size:
+        return records[i]
+    return None
+
+
+def call_before(code, va: int) -> bool | None:
+    """True when a call instruction ends exactly at ``va`` (32-bit code), False when the
+    bytes are there and hold none, None when they are absent."""
+    if _iced is None:
+        return None
+    seen = False
+    for length in (5, 6, 2, 3, 7, 4):
+        data = code.code_bytes((va - length) & MASK32, length)
+        if data is None:
+            continue
+        seen = True
+        insn = _iced.Decoder(32, data, ip=(va - length) & MASK32).decode()
+        if insn.len == length and insn.flow_control in (
+            _iced.FlowControl.CALL,
+            _iced.FlowControl.INDIRECT_CALL,
+        ):
+            return True
+    return False if seen else None
+
+
+def return_checker(code) -> Callable[[int], bool]:
+    """Is a value a believable x86 return address, by what a CodeMap knows?"""
+    cache: dict[int, bool] = {}
+
+    def ok(va: int) -> bool:
+        if va in cache:
+            return cache[va]
+        good = bool(code.is_code(va)) and not code.at_symbol_start(va) and call_before(code, va) is not False
+        if good and code.sparse and code.code_captured and not code.captured(va):
+            good = False
+        if len(cache) < 65536:
+            cache[va] = good
+        return good
+
+    return ok
+
+
+def walk_x86(dump, resolver, kernel, regs: dict[str, int], max_frames: int, *, records=None) -> StackWalk:
+    from bugcheck.stack.scan import CodeMap
+
     frames: list[Frame] = []
     sw = StackWalk(frames)
     if "eip" not in regs or "esp" not in regs:
@@ -25,25 +305,37 @@ def walk_x86(dump, resolver, kernel, regs: dict[str, int], max_frames: int) -> S
     def u32(va: int) -> int:
         return int.from_bytes(dump.read_virtual(va & MASK32, 4), "little")
 
-    regs = dict(regs)
+    code = CodeMap(dump, resolver)
+    unwinder = X86Unwinder(
+        u32, records if records is not None else ModuleRecords(resolver), return_checker(code)
+    )
+    regs = {k: v & MASK32 for k, v in regs.items()}
     method = "context"
+    callee_params = 0
     for n in range(max_frames):
-        pc, sp = regs["eip"] & MASK32, regs["esp"] & MASK32
+        pc, sp = regs["eip"], regs["esp"]
         f = Frame(n, pc, sp, context=dict(regs), method=method, fp=regs.get("ebp"))
+        f.symbol = _symbol(resolver, pc)
         frames.append(f)
+        if method == "scan" and sw.first_scan is None:
+            sw.first_scan = n
+            sw.warnings.append(NO_UNWIND_WARNING)
         if pc == 0:
             break
-        ebp = regs.get("ebp", 0) & MASK32
-        if not ebp or ebp < sp:
+        st = unwinder.step(regs, callee_params)
+        if st.warning:
+            sw.warnings.append(st.warning)
+        if st.regs is None:
             break
-        try:
-            caller_ebp, ret = u32(ebp), u32(ebp + 4)
-        except (MemoryNotPresent, BugcheckError):
-            break
-        if ret == 0:
-            break
-        new = dict(regs)
-        new.update(eip=ret, esp=(ebp + 8) & MASK32, ebp=caller_ebp)
-        method = "frame_pointer"
-        regs = new
+        if st.trap_frame is not None:
+            f.trap_frame = st.trap_frame
+        regs = {k: v & MASK32 for k, v in st.regs.items()}
+        method, callee_params = st.method, st.params
     return sw
+
+
+def _symbol(resolver, pc: int) -> str:
+    try:
+        return resolver.format_address(pc)
+    except BugcheckError:
+        return f"0x{pc:08x}"

@@ -1,0 +1,241 @@
+"""x86 unwinding through frame data and FPO records of real PDBs, on stacks laid out in memory.
+
+The XP SP3 PAE kernel PDB (xp-ntkrnlpa.pdb) does not match the corpus's XP
+ntoskrnl image (other kernel, other GUID), so only its records are used here:
+the functions' code is absent and return addresses are judged by module range
+alone. The debugpy x86 DLL comes with its matching PDB, so there return
+addresses must also follow a real call instruction in the image.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from bugcheck.memory.base import AddressSpace
+from bugcheck.stack import fpo
+from bugcheck.stack.walker import walk
+from bugcheck.stack.x86 import ModuleRecords, fpo_at
+from bugcheck.symbols.modules import ModuleInfo, assign_module_names
+from bugcheck.symbols.resolver import ModuleSymbols, Resolver
+from corpus import corpus_file
+
+NT = 0x804D7000
+STACK = 0xF8950000
+
+
+class Mem(AddressSpace):
+    """A few byte regions; everything else is a hole."""
+
+    def __init__(self, regions: dict[int, bytes | bytearray]):
+        self.regions = sorted((a, bytes(b)) for a, b in regions.items())
+
+    def read_chunks(self, address, size):
+        pos, end = address, address + size
+        while pos < end:
+            hit = next(((a, b) for a, b in self.regions if a <= pos < a + len(b)), None)
+            if hit is not None:
+                a, b = hit
+                n = min(end, a + len(b)) - pos
+                yield pos, b[pos - a : pos - a + n], n
+            else:
+                nxt = min([a for a, _ in self.regions if a > pos] + [end])
+                yield pos, None, nxt - pos
+            pos += n if hit is not None else nxt - pos
+
+
+class FakeDump:
+    machine, pointer_size, triage = "x86", 4, None
+
+    def __init__(self, regions):
+        self.virtual = Mem(regions)
+
+    def read_virtual(self, va, n):
+        return self.virtual.read(va, n)
+
+    def read_virtual_padded(self, va, n):
+        return self.virtual.read_padded(va, n)
+
+
+def resolver_for(mods):
+    """mods: [(file name, base, size, PdbFile or None, PeImage or None)]"""
+    infos = assign_module_names([ModuleInfo(n, b, s) for n, b, s, _, _ in mods])
+    by_base = {b: (pdb, img) for _, b, _, pdb, img in mods}
+
+    def load(m):
+        pdb, img = by_base[m.base]
+        ms = ModuleSymbols(m, state="pdb symbols" if pdb else "no symbols")
+        ms.symbols = pdb.symbols if pdb is not None else None
+        ms.image = img
+        return ms
+
+    return Resolver(infos, load, 4)
+
+
+@pytest.fixture(scope="module")
+def xp():
+    from bugcheck.symbols.pdb import open_pdb
+
+    return open_pdb(corpus_file("symbols", "pdb", "xp-ntkrnlpa.pdb"))
+
+
+def test_xp_pdb_is_not_the_corpus_image(xp):
+    """Recorded so nobody pairs them: the image asks for another kernel's PDB."""
+    from bugcheck.symbols.pe import PeImage
+
+    cv = PeImage.from_file(corpus_file("images", "xp-sp3-ntoskrnl.exe")).codeview
+    assert not xp.matches(cv.guid, cv.age)
+
+
+def _chain(xp):
+    """Seven frames through every method; returns (dump, resolver, start regs, expected frames)."""
+    s = bytearray(0x1000)
+
+    def put(va, *vals):
+        struct.pack_into(f"<{len(vals)}I", s, va - STACK, *vals)
+
+    fd_a = xp.frame_data_at(143043 + 5)  # KeFlushEntireTb: no frame pointer, ebx saved below the return
+    fd_b = xp.frame_data_at(38462 + 0x20)  # CcCanIWrite: EBP frame, ebx at ebp-68
+    fpo_c = fpo_at(xp.fpo, 436069 + 0x10)  # KiUnlockDispatcherDatabase: FPO, ebp used as a register
+    fpo_d = fpo_at(xp.fpo, 433452 + 0x20)  # KiFlushNPXState: FPO, 4 dwords of locals, 1 parameter
+    trap = fpo_at(xp.fpo, 419346 + 0x40)  # KiFastCallEntry: a trap frame record
+    assert (fd_a.rva, fd_b.rva, fpo_c.rva, fpo_d.rva, trap.rva) == (143043, 38462, 436069, 433452, 419346)
+    assert ".raSearch" in fd_a.program and fd_a.saved_regs_size == 4 and fd_a.params_size == 8
+    assert fd_b.program.startswith("$T0 $ebp =") and "$ebx $T0 68 - ^ =" in fd_b.program
+    assert fpo_c.uses_bp and fpo_c.saved_regs == 4 and fpo_c.frame_type == fpo.FRAME_FPO
+    assert (fpo_d.locals_dwords, fpo_d.params_dwords, fpo_d.uses_bp) == (4, 1, False)
+    assert trap.frame_type == fpo.FRAME_TRAP
+    for rva in (436069 + 0x10, 433452 + 0x20, 419346 + 0x40, 92264):
+        assert xp.frame_data_at(rva) is None
+    assert fpo_at(xp.fpo, 92264) is None  # ExpReleaseLockRoutine+0x1a: no record at all
+
+    pc = [NT + 143043 + 5, NT + 38462 + 0x20, NT + 436069 + 0x10, NT + 433452 + 0x20]
+    pc += [NT + 419346 + 0x40, NT + 92264, NT + 0x1234]
+    # frame 0 (fd_a): ebx, return address; esp0 = STACK+0x100
+    put(STACK + 0x100, 0xB0B0B0B0, pc[1], 0xA1, 0xA2)  # with fd_a's two arguments above
+    # frame 1 (fd_b): esp1 = +0x108 (fd_a's 8 bytes of arguments first), ebp1 = +0x180
+    put(STACK + 0x180 - 68, 0xB1B1B1B1)
+    put(STACK + 0x180, 0x12345678, pc[2])  # the ebp frame 2 runs with: a plain value (fpo_c uses ebp)
+    # frame 2 (fpo_c): esp2 = +0x188; fd_b's 16 bytes of arguments, 4 saved registers, no locals
+    put(STACK + 0x198, 0xED1, 0xED1, STACK + 0x300, 0xED1)  # saved: ebp is the second pushed
+    put(STACK + 0x1A8, pc[3])
+    # frame 3 (fpo_d): esp3 = +0x1AC; 16 bytes of locals, then its return address
+    put(STACK + 0x1BC, pc[4])
+    # frame 4 (trap record): esp4 = +0x1C0, ebp +0x300 carried through fpo_d
+    put(STACK + 0x300, STACK + 0x380, pc[5])
+    # frame 5 (no record: EBP chain): esp5 = +0x308
+    put(STACK + 0x380, 0, pc[6])
+    # frame 6: ebp 0 and nothing believable above: the walk ends there
+    dump = FakeDump({STACK: s})
+    res = resolver_for([("ntkrnlpa.exe", NT, 0x1F8000, xp, None)])
+    regs = {"eip": pc[0], "esp": STACK + 0x100, "ebp": STACK + 0x180, "ebx": 0xB000, "esi": 5, "edi": 6}
+    expected = [
+        (pc[0], STACK + 0x100, STACK + 0x180, "context"),
+        (pc[1], STACK + 0x108, STACK + 0x180, "frame_data"),
+        (pc[2], STACK + 0x188, 0x12345678, "frame_data"),
+        (pc[3], STACK + 0x1AC, STACK + 0x300, "fpo"),
+        (pc[4], STACK + 0x1C0, STACK + 0x300, "fpo"),
+        (pc[5], STACK + 0x308, STACK + 0x380, "fpo"),
+        (pc[6], STACK + 0x388, 0, "frame_pointer"),
+    ]
+    return dump, res, regs, expected
+
+
+def test_xp_chain_through_every_method(xp):
+    dump, res, regs, expected = _chain(xp)
+    sw = walk(dump, res, None, regs, 64)
+    got = [(f.pc, f.sp, f.context.get("ebp"), f.method) for f in sw.frames]
+    assert got == expected
+    # saved registers come back from where the programs say
+    assert sw.frames[1].context["ebx"] == 0xB0B0B0B0
+    assert sw.frames[2].context["ebx"] == 0xB1B1B1B1
+    assert sw.frames[3].symbol == "nt!KiFlushNPXState+0x20"
+    # the trap record's handler points ebp at the trap frame it built
+    assert [f.trap_frame for f in sw.frames] == [None] * 4 + [STACK + 0x300, None, None]
+    # Args to Child: the dwords right above each return address
+    assert sw.frames[0].args[:2] == [0xA1, 0xA2]
+    assert [f.return_address for f in sw.frames] == [e[0] for e in expected[1:]] + [0]
+    assert sw.first_scan is None
+    assert not sw.warnings
+
+
+def test_chain_without_records_falls_back_to_ebp_and_scan(xp):
+    """Without the PDB the FPO frames break the EBP chain: fewer frames, never invented ones."""
+    dump, _, regs, expected = _chain(xp)
+    res = resolver_for([("ntkrnlpa.exe", NT, 0x1F8000, None, None)])
+    sw = walk(dump, res, None, regs, 64)
+    assert sw.frames[0].pc == expected[0][0]
+    assert "frame_data" not in [f.method for f in sw.frames] and "fpo" not in [f.method for f in sw.frames]
+    assert len(sw.frames) < 64
+
+
+@pytest.mark.parametrize(
+    "program",
+    [
+        "$T0 .raSearch = $eip $T0 ^ = $esp $T0 4 + = +",  # operator without operands
+        "$T0 .raSearch = $eip $T0 ^ = $esp $T0 4 +",  # value left over, no $esp
+        "$eip $T9 ^ = $esp 4 =",  # variable used before a value
+        "$T0 .nonsense = $eip $T0 ^ = $esp $T0 4 + =",
+        "$eip 0 ^ = $esp 8 =",  # reads absent memory
+        "$eip 4 0 / = $esp 8 =",
+        "$eip 4 3 @ = $esp 8 =",
+        "$99 1 = $eip 1 = $esp 8 =",  # unknown CodeView register
+        "4 5 = $eip 1 = $esp 8 =",  # assigning to a number
+        "$eip $eip = $esp $esp 4 - =",  # a caller below the callee: not a frame
+        "$T0 " * 2000,
+        "",
+        "\x00\xff ^ ^ ^",
+    ],
+)
+def test_malformed_program_ends_walk_with_warning(xp, program):
+    dump, res, regs, _ = _chain(xp)
+    fd_a = xp.frame_data_at(143043 + 5)
+    bad = type(fd_a)(**{**fd_a.__dict__, "program": program})
+    records = ModuleRecords(res)
+    real = records.__call__
+
+    def lookup(pc):
+        return bad if pc == regs["eip"] else real(pc)
+
+    from bugcheck.stack.x86 import walk_x86
+
+    sw = walk_x86(dump, res, None, regs, 64, records=lookup)
+    assert sw.frames[0].pc == regs["eip"]
+    assert len(sw.frames) <= 64
+    if len(sw.frames) == 1:
+        assert any("frame data" in w for w in sw.warnings)
+    else:  # a program that runs but names no believable caller yields to the EBP chain
+        assert sw.frames[1].method in ("frame_pointer", "scan")
+
+
+def test_evaluator_bounds_and_arithmetic():
+    mem = {0x1000: 0xAABBCCDD}
+    got = fpo.evaluate(
+        "$T0 $esp 16 + = $T1 $T0 8 @ = $eip $T1 ^ = $esp $T1 4 + = $T2 7 3 % 2 * 1 - 10 / =",
+        {"esp": 0xFF4, "eip": 1},
+        mem.__getitem__,
+        {},
+    )
+    assert got["$T0"] == 0x1004 and got["$T1"] == 0x1000
+    assert fpo.registers_of(got) == {"eip": 0xAABBCCDD, "esp": 0x1004}
+    assert got["$T2"] == 0  # (7 % 3) * 2 - 1 = 1; 1 / 10 = 0
+    assert fpo.evaluate("$T0 0 4 - =", {}, mem.__getitem__)["$T0"] == 0xFFFFFFFC
+    assert fpo.evaluate("$23 5 = $ebx $20 1 + =", {"ebx": 9}, mem.__getitem__) == {"$esi": 5, "$ebx": 10}
+    with pytest.raises(fpo.ProgramError):
+        fpo.evaluate(" ".join(["1"] * 100) + " =", {}, mem.__getitem__)
+    with pytest.raises(fpo.ProgramError):
+        fpo.evaluate("$T0 0 " + "^ " * 70 + "=", {}, lambda a: 0)
+
+
+def test_classic_fpo_program():
+    from bugcheck.symbols.pdb.dbi import FpoData
+
+    r = FpoData(0x100, 0x50, 2, 3, 4, 3, False, True, 0)
+    mem = {0x2000 + 8 + 12 - 8: 0xEB0, 0x2000 + 8 + 8 + 12: 0x804D1234}
+    start = fpo.ra_search_start(r, 0x2000, 8)
+    assert start == 0x2000 + 8 + 8 + 12
+    got = fpo.evaluate(
+        fpo.fpo_program(r), {"esp": 0x2000, "ebp": 1}, mem.__getitem__, fpo.constants_for(r, 8, start, start)
+    )
+    assert fpo.registers_of(got) == {"eip": 0x804D1234, "esp": start + 4, "ebp": 0xEB0}

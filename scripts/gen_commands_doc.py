@@ -115,7 +115,7 @@ SYNTAX: dict[str, list[str]] = {
     "!lmi": ["!lmi MODULE | ADDRESS"],
     "x": ["x MODULE!PATTERN"],
     "ln": ["ln [ADDRESS]"],
-    "dt": ["dt [-r[N]] [-v] [MODULE!]TYPE [ADDRESS] [FIELD...]", "dt MODULE!PATTERN"],
+    "dt": ["dt [-r[N]] [-v] [MODULE!]TYPE [ADDRESS] [FIELD...] [-y FIELDPREFIX]", "dt MODULE!PATTERN"],
     ".sympath": [".sympath [+] [PATH]"],
     ".symfix": [".symfix[+] [CACHE]"],
     ".reload": [".reload [/f] [MODULE...]"],
@@ -167,7 +167,9 @@ NOT_YET: dict[str, str] = {
     "lm": "The filter options `o k u d e c` are accepted but ignored: every module is listed.",
     "x": "Only the last word (`MODULE!PATTERN`) is used; options such as `/v /t /a /n` are ignored, and "
     "no type information is printed (`<no type information>` / `(<no parameter info>)`).",
-    "dt": "Only `-r[N]` and `-v` act; `-b -a -l -n -y` are accepted and ignored.",
+    "dt": "Options may stand anywhere on the line, but only `-r[N]`, `-v` and `-y FIELD` (a field-name "
+    "prefix) act: `-l FIELD` does not walk the list (the field name is skipped), and `-b -a -n` are "
+    "accepted and ignored.",
     ".reload": "Only `/f` acts; other options (`/i /user /n /unl` ...) are ignored, and in "
     "`MODULE=BASE,SIZE` the part after `=` is ignored.",
     "u": "x64, x86 and ARM64 only; at most 0x10000 instructions.",

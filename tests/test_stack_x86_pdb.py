@@ -239,3 +239,98 @@ def test_classic_fpo_program():
         fpo.fpo_program(r), {"esp": 0x2000, "ebp": 1}, mem.__getitem__, fpo.constants_for(r, 8, start, start)
     )
     assert fpo.registers_of(got) == {"eip": 0x804D1234, "esp": start + 4, "ebp": 0xEB0}
+
+
+DLL = 0x10000000
+
+
+@pytest.fixture(scope="module")
+def attach():
+    from bugcheck.symbols.pdb import open_pdb
+    from bugcheck.symbols.pe import PeImage
+
+    img = PeImage.from_file(corpus_file("images", "debugpy", "attach_x86.dll"))
+    pdb = open_pdb(corpus_file("symbols", "pdb", "debugpy", "attach_x86.pdb"))
+    cv = img.codeview
+    assert pdb.matches(cv.guid, cv.age)
+    return img, pdb
+
+
+def _attach_chain(attach, caller_pushed_args=True):
+    """hash functor <- SuspendThreads <- DoAttach <- AttachAndRunPythonCode <- RunCodeInMemoryInAttachedDll.
+
+    Return addresses are real call sites (a direct call to the callee ends there);
+    each frame is laid out where its FRAMEDATA program looks for it.
+    """
+    img, pdb = attach
+    s = bytearray(0x1000)
+
+    def put(va, *vals):
+        struct.pack_into(f"<{len(vals)}I", s, va - STACK, *vals)
+
+    assert pdb.frame_data_at(0x3A9E).saved_regs_size == 4  # after ``push esi``
+    suspend = pdb.frame_data_at(0x26EB)
+    assert (suspend.locals_size, suspend.saved_regs_size) == (792, 16)
+    assert pdb.frame_data_at(0x2F53).program.startswith("$T0 $ebp =")
+    assert " 8 @ = " in pdb.frame_data_at(0x31D4).program and " 8 @ = " in pdb.frame_data_at(0x25D7).program
+    pc = [DLL + 0x3A9E, DLL + 0x26EB, DLL + 0x2F53, DLL + 0x31D4, DLL + 0x25D7]
+    # frame 0: saved esi, return address, the functor's one argument
+    esp0 = STACK + 0x100
+    put(esp0, 0x5151, pc[1], 0xA1)
+    # frame 1 (SuspendThreads): 4 saved registers below 792 bytes of locals, then the return address
+    esp1 = esp0 + 8
+    ra1 = esp1 + (4 if caller_pushed_args else 0) + 16 + 792
+    put(ra1 - 808, 0xED1, 0x5152, STACK + 0x600, 0xEB1)  # edi, esi, ebp, ebx
+    put(ra1, pc[2])
+    # frame 2 (DoAttach, EBP frame): ebp = +0x600
+    put(STACK + 0x600 - 124, 0xED2, 0x5153, 0xEB2)
+    put(STACK + 0x600, STACK + 0x704, pc[3])
+    # frame 3 (AttachAndRunPythonCode, realigned): ebp = +0x704, saved registers below the 8-aligned base
+    put(STACK + 0x700 - 48, 0xED3, 0x5154, 0xEB3)
+    put(STACK + 0x704, STACK + 0x80C, pc[4])
+    # frame 4 (RunCodeInMemoryInAttachedDll, realigned): ebp = +0x80C, a zero return address ends it
+    put(STACK + 0x808 - 104, 0xED4, 0x5155, 0xEB4)
+    put(STACK + 0x80C, 0, 0)
+    dump = FakeDump({STACK: s})
+    res = resolver_for([("attach_x86.dll", DLL, 0xB000, pdb, img)])
+    regs = {"eip": pc[0], "esp": esp0, "ebp": 0xEB0, "ebx": 0xB0, "esi": 0x5150, "edi": 0xED0}
+    expected = [
+        (pc[0], esp0, 0xEB0, 0x5150, "context"),
+        (pc[1], esp1, 0xEB0, 0x5151, "frame_data"),
+        (pc[2], ra1 + 4, STACK + 0x600, 0x5152, "frame_data"),
+        (pc[3], STACK + 0x608, STACK + 0x704, 0x5153, "frame_data"),
+        (pc[4], STACK + 0x70C, STACK + 0x80C, 0x5154, "frame_data"),
+    ]
+    return dump, res, regs, expected
+
+
+@pytest.mark.parametrize("pushed", [True, False], ids=["args-pushed", "args-in-locals"])
+def test_msvc_dll_chain(attach, pushed):
+    """``args-in-locals``: the caller did not push the callee's argument (it lives in its frame),
+    so the return address sits 4 bytes below where the record alone puts it; the search
+    finds it because only a call site is a believable return address."""
+    dump, res, regs, expected = _attach_chain(attach, pushed)
+    sw = walk(dump, res, None, regs, 64)
+    got = [(f.pc, f.sp, f.context.get("ebp"), f.context.get("esi"), f.method) for f in sw.frames[:5]]
+    assert got == expected
+    assert [f.context.get("edi") for f in sw.frames[:5]] == [0xED0, 0xED0, 0xED1, 0xED2, 0xED3]
+    assert [f.context.get("ebx") for f in sw.frames[:5]] == [0xB0, 0xB0, 0xEB1, 0xEB2, 0xEB3]
+    assert len(sw.frames) == 5
+    assert sw.frames[1].symbol.endswith("!SuspendThreads+0xa1")  # the first module is named nt
+    assert sw.frames[0].args[0] == (0xA1 if pushed else 0xED1)
+
+
+def test_scan_skips_values_that_follow_no_call(attach):
+    """With no record and no EBP frame, a scan takes the first value that follows a call:
+    code addresses that do not (a function start, mid-instruction bytes) are passed over."""
+    img, pdb = attach
+    s = bytearray(0x100)
+    struct.pack_into("<5I", s, 0, 7, DLL + 0x3A99, DLL + 0x26EC, DLL + 0x26EB, 0)
+    dump = FakeDump({STACK: s})
+    res = resolver_for([("attach_x86.dll", DLL, 0xB000, None, img)])
+    sw = walk(dump, res, None, {"eip": DLL + 0x3AA5, "esp": STACK, "ebp": 0}, 8)
+    assert [(f.pc, f.sp, f.method) for f in sw.frames[:2]] == [
+        (DLL + 0x3AA5, STACK, "context"),
+        (DLL + 0x26EB, STACK + 0x10, "scan"),
+    ]
+    assert sw.first_scan == 1

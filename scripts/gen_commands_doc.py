@@ -157,7 +157,7 @@ NOT_YET: dict[str, str] = {
     "The same limit holds for `dw dd dq dc dp dyb`.",
     "da": "Characters outside printable ASCII print as `.`; `du` does the same for UTF-16 characters "
     "above 0x7E (no Unicode output).",
-    "dps": "A count is silently capped at 1 MB of entries. The first use needs an address "
+    "dps": "A range is silently cut to 1 MB of memory (0x20000 entries for `dps` on x64). The first use needs an address "
     "(a bare `dps` continues only after an earlier one). Same for `dqs`, `dds`.",
     "!db": "Only the address and `L` count forms: WinDbg's caching options (`[c|uc|wc]`) "
     "are not recognized. Refused on minidumps (no physical memory). Same for `!dw !dd !dq !dc`.",

@@ -64,14 +64,33 @@ def rip_offset(types) -> int:
     return _offset(types, "_KTRAP_FRAME", "Rip", 0x168)
 
 
+#: id(types) -> (types, size, [(register, offset, length)]): the layout looked up once per type set
+_LAYOUTS: dict[int, tuple] = {}
+
+
+def _layout(types):
+    got = _LAYOUTS.get(id(types))
+    if got is not None and got[0] is types:
+        return got[1], got[2]
+    size = trap_frame_size(types)
+    fields = [
+        (reg, _offset(types, "_KTRAP_FRAME", fname, default), n)
+        for fname, (reg, n, default) in _TRAP_FIELDS.items()
+    ]
+    if len(_LAYOUTS) >= 16:
+        _LAYOUTS.clear()
+    _LAYOUTS[id(types)] = (types, size, fields)  # holding ``types`` keeps its id from being reused
+    return size, fields
+
+
 def read_trap_frame(read, address: int, types=None) -> dict[str, int]:
     """The registers a _KTRAP_FRAME at ``address`` holds (raises MemoryNotPresent when absent)."""
-    size = trap_frame_size(types)
+    size, fields = _layout(types)
     raw = read(address, size)
     regs: dict[str, int] = {}
-    for fname, (reg, n, default) in _TRAP_FIELDS.items():
-        off = _offset(types, "_KTRAP_FRAME", fname, default)
-        if off + n <= len(raw):
+    have = len(raw)
+    for reg, off, n in fields:
+        if off + n <= have:
             regs[reg] = int.from_bytes(raw[off : off + n], "little")
     for r in ("r12", "r13", "r14", "r15"):
         regs.setdefault(r, 0)

@@ -37,6 +37,8 @@ from bugcheck.symbols.pe.unwind import (
 MASK64 = (1 << 64) - 1
 MAX_CHAIN = 32
 MAX_EPILOG_POPS = 16
+#: bound on the per-image caches of lookups and epilog facts (addresses seen in stacks)
+EPILOG_CACHE_LIMIT = 1 << 16
 
 ReadFn = Callable[[int, int], bytes]
 #: address -> (image_base, RUNTIME_FUNCTION, UNWIND_INFO with chained_info filled) or None
@@ -92,55 +94,59 @@ def _establisher(regs, ui: UnwindInfo, prolog_offset: int) -> int:
     return rsp
 
 
-def _try_epilog(regs, read_code: ReadFn, base: int, func: RuntimeFunction, ui: UnwindInfo):
-    """(rsp after the stack release, registers still to pop) when RIP is inside an epilog, else None.
+#: cached epilog facts: the code bytes could not be read (or were cut short)
+_UNCHECKED = ("unchecked",)
+#: cached epilog facts: rip is not inside an epilog
+_NOT_EPILOG = ("no",)
 
-    Only code bytes are read here (absent code raises MemoryNotPresent).
+
+def _parse_epilog(code: bytes, rip: int, base: int, func: RuntimeFunction, frame_register: int):
+    """What the code at ``rip`` says about being in an epilog, from code bytes alone.
+
+    Returns ``_NOT_EPILOG``, or ``("no-fp", reg)`` (not an epilog, but the frame register
+    was needed to get that far), or ``("epilog", mode, disp, reg, pops)`` where ``mode``
+    0 keeps rsp, 1 adds ``disp`` to rsp and 2 sets rsp to ``reg + disp``. Raises IndexError
+    when the bytes run out. Code never changes, so the answer can be kept per address.
     """
-    rip = regs["rip"]
-    code = read_code(rip, 64)
     i = 0
-    rsp = regs["rsp"]
+    mode, disp, base_reg = 0, 0, 0
     # 1. An optional stack release: add rsp, imm / lea rsp, [rsp|fp + disp].
     rex = code[0] if code[0] & 0xF0 == 0x40 else 0
     p = 1 if rex else 0
     if rex == 0x48 and code[p] == 0x83 and code[p + 1] == 0xC4:  # (REX.B would make it r12)
-        rsp = rsp + int.from_bytes(code[p + 2 : p + 3], "little", signed=True)
+        mode, disp = 1, int.from_bytes(code[p + 2 : p + 3], "little", signed=True)
         i = p + 3
     elif rex == 0x48 and code[p] == 0x81 and code[p + 1] == 0xC4:
-        rsp = rsp + int.from_bytes(code[p + 2 : p + 6], "little", signed=True)
+        mode, disp = 1, int.from_bytes(code[p + 2 : p + 6], "little", signed=True)
         i = p + 6
     elif rex & 0xF8 == 0x48 and code[p] == 0x8D:
         modrm = code[p + 1]
         mod, reg, rm = modrm >> 6, (modrm >> 3) & 7, modrm & 7
         if reg != 4 or rex & 4 or mod == 3:
-            return None
+            return _NOT_EPILOG
         base_reg = rm | (8 if rex & 1 else 0)
         q = p + 2
         if rm == 4:  # SIB: only [rsp] or [r12] with no index
             sib = code[q]
             if (sib >> 3) & 7 != 4:
-                return None
+                return _NOT_EPILOG
             base_reg = (sib & 7) | (8 if rex & 1 else 0)
             q += 1
         if mod == 0 and rm == 5:
-            return None  # rip-relative
+            return _NOT_EPILOG  # rip-relative
         if mod == 1:
             disp = int.from_bytes(code[q : q + 1], "little", signed=True)
             q += 1
         elif mod == 2:
             disp = int.from_bytes(code[q : q + 4], "little", signed=True)
             q += 4
-        else:
-            disp = 0
         if base_reg == 4:
-            rsp = rsp + disp
-        elif ui.frame_register and base_reg == ui.frame_register:
-            rsp = _reg(regs, base_reg) + disp
+            mode = 1
+        elif frame_register and base_reg == frame_register:
+            mode = 2
         else:
-            return None
+            return _NOT_EPILOG
         i = q
-    rsp &= MASK64
     # 2. Pops of nonvolatile registers.
     pops: list[int] = []
     for _ in range(MAX_EPILOG_POPS):
@@ -168,8 +174,35 @@ def _try_epilog(regs, read_code: ReadFn, base: int, func: RuntimeFunction, ui: U
     elif b & 0xF8 == 0x48 and code[i + 1] == 0xFF and code[i + 2] == 0x25:
         end_ok = True
     if not end_ok:
-        return None
-    return rsp, pops
+        return ("no-fp", base_reg) if mode == 2 else _NOT_EPILOG
+    return ("epilog", mode, disp, base_reg, tuple(pops))
+
+
+def _epilog_facts(read_code: ReadFn, rip: int, base: int, func: RuntimeFunction, ui: UnwindInfo):
+    try:
+        return _parse_epilog(read_code(rip, 64), rip, base, func, ui.frame_register)
+    except (BugcheckError, IndexError):  # code bytes absent or unreadable
+        return _UNCHECKED
+
+
+def _apply_epilog(regs, facts):
+    """(rsp after the stack release, registers still to pop), None (not an epilog) or
+    ``_UNCHECKED`` (the frame register the check needs is not known)."""
+    kind = facts[0]
+    if kind == "epilog":
+        _, mode, disp, base_reg, pops = facts
+        if mode == 2:
+            if GPR_NAMES[base_reg] not in regs:
+                return _UNCHECKED
+            rsp = regs[GPR_NAMES[base_reg]] + disp
+        else:
+            rsp = regs["rsp"] + disp
+        return rsp & MASK64, list(pops)
+    if kind == "no-fp":
+        return _UNCHECKED if GPR_NAMES[facts[1]] not in regs else None
+    if kind == "unchecked":
+        return _UNCHECKED
+    return None
 
 
 def _finish_epilog(regs, read: ReadFn, rsp: int, pops: list[int]):
@@ -190,13 +223,15 @@ def virtual_unwind(
     read: ReadFn,
     lookup: LookupFn,
     read_code: ReadFn | None = None,
+    epilog_cache: dict | None = None,
 ) -> UnwindResult:
     """Unwind one frame.  ``regs`` must hold at least rip and rsp; it is not modified.
 
     ``read(va, n)`` reads stack memory (MemoryNotPresent propagates: the caller
     decides how to show a frame it cannot unwind); ``read_code`` reads code
     bytes for epilog detection (default ``read``) — when code is absent the
-    epilog check is skipped and ``epilog_checked`` is False.
+    epilog check is skipped and ``epilog_checked`` is False. ``epilog_cache`` (a dict the
+    caller keeps per ``read_code`` source) remembers what the code at each address said.
     """
     if "rip" not in regs or "rsp" not in regs:
         raise UnwindError("unwinding needs rip and rsp")
@@ -213,9 +248,16 @@ def virtual_unwind(
 
     epilog_checked = True
     if prolog_offset >= ui.size_of_prolog:
-        try:
-            hit = _try_epilog(regs, read_code or read, base, func, ui)
-        except (BugcheckError, IndexError):  # code bytes absent or unreadable
+        if epilog_cache is not None:
+            facts = epilog_cache.get(rip)
+            if facts is None:
+                if len(epilog_cache) >= EPILOG_CACHE_LIMIT:
+                    epilog_cache.clear()
+                facts = epilog_cache[rip] = _epilog_facts(read_code or read, rip, base, func, ui)
+        else:
+            facts = _epilog_facts(read_code or read, rip, base, func, ui)
+        hit = _apply_epilog(regs, facts)
+        if hit is _UNCHECKED:
             hit = None
             epilog_checked = False
         if hit is not None:
@@ -284,6 +326,9 @@ class ImageLookup:
         self._images = sorted(((b, im) for b, im in images), key=lambda t: t[0])
         self._bases = [b for b, _ in self._images]
         self._cache: dict[tuple[int, int], UnwindInfo] = {}
+        #: address -> lookup answer, and address -> epilog facts (images never change)
+        self._by_address: dict[int, tuple | None] = {}
+        self.epilog_cache: dict[int, tuple] = {}
 
     def image_at(self, address: int):
         i = bisect.bisect_right(self._bases, address) - 1
@@ -295,6 +340,17 @@ class ImageLookup:
         return base, im
 
     def __call__(self, address: int):
+        try:
+            return self._by_address[address]
+        except KeyError:
+            pass
+        got = self._lookup(address)
+        if len(self._by_address) >= EPILOG_CACHE_LIMIT:
+            self._by_address.clear()
+        self._by_address[address] = got
+        return got
+
+    def _lookup(self, address: int):
         hit = self.image_at(address)
         if hit is None:
             return None

@@ -50,6 +50,108 @@ def is_trap_handler(name: str | None) -> bool:
     return fn not in _NOT_TRAP_HANDLER and bool(_TRAP_HANDLER.match(fn))
 
 
+PAGE = 0x1000
+#: bound on the stack pages one walk keeps (a walk touches a few; scans a dozen at most)
+MAX_WALK_PAGES = 64
+#: bound on the call-site names kept across walks
+MAX_SYMBOLS = 1 << 15
+
+
+class _StackMemory:
+    """Dump pages read once per walk: the unwinder reads the same few stack pages many times.
+
+    Each page is read whole (with its holes) on first use; reads inside it are served from
+    that copy and raise MemoryNotPresent at the first absent byte, as the dump would.
+    """
+
+    __slots__ = ("dump", "pages")
+
+    def __init__(self, dump):
+        self.dump = dump
+        self.pages: dict[int, tuple[bytes, list] | None] = {}
+
+    def _page(self, key: int):
+        try:
+            return self.pages[key]
+        except KeyError:
+            pass
+        va = key << 12
+        try:
+            got = (self.dump.read_virtual(va, PAGE), [])
+        except MemoryNotPresent:
+            try:
+                got = self.dump.read_virtual_padded(va, PAGE)
+            except BugcheckError:
+                got = None
+        except BugcheckError:
+            got = None
+        if len(self.pages) >= MAX_WALK_PAGES:
+            self.pages.clear()
+        self.pages[key] = got
+        return got
+
+    def read(self, va: int, n: int) -> bytes:
+        va &= MASK64
+        off = va & (PAGE - 1)
+        if 0 < n <= PAGE - off:
+            page = self._page(va >> 12)
+            if page is not None:
+                data, holes = page
+                for start, length in holes:
+                    if start < va + n and va < start + length:
+                        raise MemoryNotPresent(max(start, va), "virtual")
+                return data[off : off + n]
+        return self.dump.read_virtual(va, n)
+
+    def read_padded(self, va: int, n: int):
+        """(bytes, holes) as ``read_virtual_padded`` gives them."""
+        va &= MASK64
+        off = va & (PAGE - 1)
+        if 0 < n <= PAGE - off:
+            page = self._page(va >> 12)
+            if page is not None:
+                data, holes = page
+                lo, hi = va, va + n
+                clipped = [
+                    (max(start, lo), min(start + length, hi) - max(start, lo))
+                    for start, length in holes
+                    if start < hi and lo < start + length
+                ]
+                return data[off : off + n], clipped
+        return self.dump.read_virtual_padded(va, n)
+
+
+def _symbols_cache(resolver, dump) -> dict | None:
+    cache = getattr(resolver, "cache", None)
+    if not isinstance(cache, dict) or not hasattr(resolver, "module_at") or not hasattr(resolver, "state"):
+        return None
+    return cache.setdefault(("stack-walker-symbols", id(dump)), {})
+
+
+def _cached_symbol(resolver, names: dict | None, pc: int) -> str:
+    """``_symbol`` kept per address; an entry holds the module and symbol objects it came from
+    and is used only while the resolver still answers with those same objects."""
+    if names is None:
+        return _symbol(resolver, pc)
+    try:
+        module = resolver.module_at(pc)
+    except BugcheckError:
+        return _symbol(resolver, pc)
+    hit = names.get(pc)
+    if hit is not None and hit[0] is module:
+        if module is None:
+            return hit[4]
+        ms = resolver.state(module)
+        if hit[1] is ms and hit[2] is ms.symbols and hit[3] is ms.image:
+            return hit[4]
+    text = _symbol(resolver, pc)
+    ms = resolver.state(module) if module is not None else None
+    if len(names) >= MAX_SYMBOLS:
+        names.clear()
+    names[pc] = (module, ms, getattr(ms, "symbols", None), getattr(ms, "image", None), text)
+    return text
+
+
 class _Unwinder:
     """Per-walk caches: ``.pdata`` lookups per module, code facts, kernel types."""
 
@@ -69,13 +171,16 @@ class _Unwinder:
             cache[key] = (CodeMap(dump, resolver), {})
         self.code, self._lookups = cache[key]
         self.records = _exception_records(dump)
+        self.stack = _StackMemory(dump)
+        self.read = self.stack.read
+        self.names = _symbols_cache(resolver, dump)
+
+    def symbol(self, pc: int) -> str:
+        return _cached_symbol(self.resolver, self.names, pc)
 
     # -- memory ---------------------------------------------------------------------------------
-    def read(self, va: int, n: int) -> bytes:
-        return self.dump.read_virtual(va & MASK64, n)
-
     def u64(self, va: int) -> int:
-        return int.from_bytes(self.read(va, 8), "little")
+        return int.from_bytes(self.stack.read(va, 8), "little")
 
     # -- .pdata ---------------------------------------------------------------------------------
     def _image_from_store(self, module):
@@ -199,7 +304,7 @@ class _Unwinder:
         if any(a <= slot < b for a, b in self.records):
             return False
         start = self.code.function_start(value)
-        if start is None or is_trap_handler(_symbol(self.resolver, value)):
+        if start is None or is_trap_handler(self.symbol(value)):
             return True
         got = prolog_frame(self.code, start, value)
         if got is None or got[1]:
@@ -214,7 +319,9 @@ class _Unwinder:
         from bugcheck.stack.unwind_x64 import UnwindError, virtual_unwind
 
         try:
-            res = virtual_unwind(regs, self.read, lookup, read_code=lookup.read_code)
+            res = virtual_unwind(
+                regs, self.read, lookup, read_code=lookup.read_code, epilog_cache=lookup.epilog_cache
+            )
         except (UnwindError, MemoryNotPresent, BugcheckError, IndexError, ValueError):
             return None
         new = res.context
@@ -235,10 +342,42 @@ class _Unwinder:
         if rip is None or rsp is None:
             return None
         rip_off = trapframe.rip_offset(self.types)
-        rsp_off = rip_off + 0x18
+        # The first t in [sp - rip_off, sp + 0x1000) (8-byte steps) with Rip at t + rip_off and
+        # Rsp 0x18 above it both readable and equal: search the bytes for Rip, then check.
+        lo = sp & MASK64
+        hi = lo + 0x1000 + rip_off + 0x20
+        if hi > MASK64 + 1:
+            return self._find_trap_frame_slow(sp, rip, rsp, rip_off)
+        parts, holes = [], []
+        for page in range(lo >> 12, (hi + PAGE - 1) >> 12):
+            a, b = max(lo, page << 12), min(hi, (page + 1) << 12)
+            got = self.stack._page(page)
+            if got is None:
+                parts.append(bytes(b - a))
+                holes.append((a, b - a))
+                continue
+            data, page_holes = got
+            parts.append(data[a - (page << 12) : b - (page << 12)])
+            holes.extend(page_holes)
+        buf = b"".join(parts)
+        want_rip, want_rsp = (rip & MASK64).to_bytes(8, "little"), (rsp & MASK64).to_bytes(8, "little")
+        last = 0x1000 + rip_off  # rip slots lie in [lo, lo + last)
+        pos = buf.find(want_rip)
+        while 0 <= pos < last:
+            if pos % 8 == 0 and buf[pos + 0x18 : pos + 0x20] == want_rsp:
+                at = lo + pos
+                if not any(
+                    (h < at + 8 and at < h + n) or (h < at + 0x20 and at + 0x18 < h + n) for h, n in holes
+                ):
+                    return sp - rip_off + pos
+            pos = buf.find(want_rip, pos + 1)
+        return None
+
+    def _find_trap_frame_slow(self, sp: int, rip: int, rsp: int, rip_off: int) -> int | None:
+        """The same search, slot by slot (a stack at the very top of the address space)."""
         for t in range(sp - rip_off, sp + 0x1000, 8):
             try:
-                if self.u64(t + rip_off) == rip and self.u64(t + rsp_off) == rsp:
+                if self.u64(t + rip_off) == rip and self.u64(t + rip_off + 0x18) == rsp:
                     return t
             except (MemoryNotPresent, BugcheckError):
                 continue
@@ -326,23 +465,26 @@ def walk(
 
         sw = walk_x86(dump, resolver, kernel, regs, max_frames)
     else:
-        sw = _walk_x64(dump, resolver, kernel, regs, max_frames, store, first_method)
+        sw, memory = _walk_x64(dump, resolver, kernel, regs, max_frames, store, first_method)
+        _finish(sw, dump, resolver, 8, memory)
+        return sw
     _finish(sw, dump, resolver, 4 if arch == "x86" else 8)
     return sw
 
 
-def _walk_x64(dump, resolver, kernel, regs, max_frames, store, first_method) -> StackWalk:
+def _walk_x64(dump, resolver, kernel, regs, max_frames, store, first_method):
+    """(the walk, the unwinder whose page copies and names ``_finish`` reuses)."""
     u = _Unwinder(dump, resolver, kernel, store)
     frames: list[Frame] = []
     sw = StackWalk(frames)
     if "rip" not in regs or "rsp" not in regs:
         sw.warnings.append("the context has no rip/rsp: no stack")
-        return sw
+        return sw, u
     method = first_method
     for n in range(max_frames):
         pc, sp = regs["rip"] & MASK64, regs["rsp"] & MASK64
         f = Frame(n, pc, sp, context=dict(regs), method=method)
-        f.symbol = _symbol(resolver, pc)
+        f.symbol = u.symbol(pc)
         frames.append(f)
         if method in ("scan", "prolog") and sw.first_scan is None:
             sw.first_scan = n
@@ -359,7 +501,7 @@ def _walk_x64(dump, resolver, kernel, regs, max_frames, store, first_method) -> 
         if npc == 0 or (nsp <= sp and not to_user):
             break
         regs = new
-    return sw
+    return sw, u
 
 
 def _symbol(resolver, pc: int) -> str:
@@ -375,15 +517,16 @@ def _hex(v: int, ps: int = 8) -> str:
     return f"{(v >> 32) & 0xFFFFFFFF:08x}`{v & 0xFFFFFFFF:08x}"
 
 
-def _finish(sw: StackWalk, dump, resolver, ps: int) -> None:
+def _finish(sw: StackWalk, dump, resolver, ps: int, unwinder: _Unwinder | None = None) -> None:
     """Fill return addresses, Args to Child and module names once the frames are known."""
     frames = sw.frames
+    read_padded = unwinder.stack.read_padded if unwinder is not None else dump.read_virtual_padded
     for i, f in enumerate(frames):
         nxt = frames[i + 1] if i + 1 < len(frames) else None
         f.return_address = nxt.pc if nxt is not None else 0
         base = nxt.sp if nxt is not None else f.sp + ps
         try:
-            raw, holes = dump.read_virtual_padded(base & MASK64, 4 * ps)
+            raw, holes = read_padded(base & MASK64, 4 * ps)
         except BugcheckError:
             raw, holes = b"\0" * (4 * ps), [((base & MASK64), 4 * ps)]
         args: list[int | None] = []
@@ -393,7 +536,7 @@ def _finish(sw: StackWalk, dump, resolver, ps: int) -> None:
             args.append(None if absent else int.from_bytes(raw[k * ps : (k + 1) * ps], "little"))
         f.args = args
         if not f.symbol:
-            f.symbol = _symbol(resolver, f.pc)
+            f.symbol = unwinder.symbol(f.pc) if unwinder is not None else _symbol(resolver, f.pc)
         try:
             m = resolver.module_at(f.pc)
         except BugcheckError:

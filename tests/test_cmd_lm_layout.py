@@ -120,3 +120,18 @@ def test_lmvm_detail_order():
         "    Translations:     0000.04b0 0000.04e4 0409.04b0 0409.04e4",
         "    Information from resource tables:",
     ]
+
+
+def test_path_validation_summary(tmp_path):
+    """A cdb ``.sympath d:\\WinRestore\\Symbols\\`` and a ``.symfix``/``.sympath`` session in published
+    notes: ``Response                         Time (ms)     Location`` then ``OK`` / ``Deferred`` rows
+    with the location at column 47."""
+    from bugcheck.commands.symbols_cmds import path_validation_lines
+
+    assert path_validation_lines(f"srv*;{tmp_path}") == [
+        "************* Path validation summary **************",
+        "Response                         Time (ms)     Location",
+        "Deferred                                       srv*",
+        f"OK                                             {tmp_path}",
+    ]
+    assert path_validation_lines("") == []

@@ -38,10 +38,14 @@ def walkthrough_dump():
 
 def test_banner_layout_matches_kd():
     s = Session(walkthrough_dump(), sympath="srv*")
-    assert banner(s).text.splitlines()[:11] == [
+    assert banner(s).text.splitlines()[:14] == [
         "Loading Dump File [C:\\Windows\\MEMORY.DMP]",
         "Kernel Bitmap Dump File: Kernel address space is available, User address space may not be available.",
         "",
+        # MicrosoftDocs/windows-driver-docs#1151 (kd 10.0.18272): the validation summary comes first
+        "************* Path validation summary **************",
+        "Response                         Time (ms)     Location",
+        "Deferred                                       srv*",
         "Symbol search path is: srv*",
         "Executable search path is: ",
         "Windows 10 Kernel Version 19041 MP (3 procs) Free x64",

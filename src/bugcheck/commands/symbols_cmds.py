@@ -7,6 +7,7 @@ Each returns structured data (modules, symbols, lines) and WinDbg's text for it.
 from __future__ import annotations
 
 import bisect
+import os
 import re
 from datetime import UTC, datetime
 
@@ -398,6 +399,29 @@ def dds(session, args: str) -> Result:
 MS_SYMBOL_SERVER = "https://msdl.microsoft.com/download/symbols"
 
 
+def path_validation_lines(text: str) -> list[str]:
+    """kd's ``Path validation summary`` for a symbol path.
+
+    Published load output and ``.sympath`` replies list each element under
+    ``Response                         Time (ms)     Location``: ``Deferred`` for a
+    symbol-server element (``srv*...``), ``OK`` for a directory that exists. What
+    kd says for a missing directory is not in any output we could check, so such
+    elements are left out rather than guessed.
+    """
+    rows = []
+    for element in (e.strip() for e in (text or "").split(";")):
+        if not element:
+            continue
+        if element.lower().startswith(("srv*", "symsrv*", "cache*")):
+            rows.append(f"{'Deferred':<47}{element}")
+        elif os.path.isdir(element):
+            rows.append(f"{'OK':<47}{element}")
+    if not rows:
+        return []
+    head = "************* Path validation summary **************"
+    return [head, f"{'Response':<33}{'Time (ms)':<14}Location", *rows]
+
+
 def expand_sympath(text: str) -> str:
     r"""The ``Expanded Symbol search path`` kd prints.
 
@@ -431,6 +455,9 @@ def sympath(session, args: str) -> Result:
         f"Symbol search path is: {shown or '<empty>'}",
         f"Expanded Symbol search path is: {expand_sympath(shown)}",
     ]
+    summary = path_validation_lines(shown)
+    if summary:
+        lines += ["", *summary]
     return Result("\n".join(lines), {"sympath": shown}, schema="bugcheck.sympath/1")
 
 

@@ -184,10 +184,13 @@ def banner(session) -> Result:
     sympath = session.sympath
     if sympath is None:
         sympath = os.environ.get("_NT_SYMBOL_PATH", "srv*")
+    from bugcheck.commands.symbols_cmds import path_validation_lines
+
     lines = [
         f"Loading Dump File [{getattr(dump, 'path', '')}]",
         _kind_line(session),
         "",
+        *path_validation_lines(sympath),
         f"Symbol search path is: {sympath}",
         f"Executable search path is: {session.image_path or ''}",
     ]

@@ -334,3 +334,52 @@ def test_scan_skips_values_that_follow_no_call(attach):
         (DLL + 0x26EB, STACK + 0x10, "scan"),
     ]
     assert sw.first_scan == 1
+
+
+def _records(*recs):
+    from bugcheck.stack.x86 import fpo_at
+
+    def lookup(pc):
+        return fpo_at(sorted(recs, key=lambda r: r.rva), pc)
+
+    return lookup
+
+
+def test_return_address_at_next_function_start_belongs_to_the_caller_before():
+    """A call that ends its function (noreturn) leaves a return address equal to the next
+    function's first byte; that frame is the earlier function's, its record applies."""
+    from bugcheck.stack.x86 import X86Unwinder
+    from bugcheck.symbols.pdb.dbi import FrameData
+
+    fpo_style = FrameData(
+        0x1000, 0x10, 8, 0, 0, "$T0 .raSearch = $eip $T0 ^ = $esp $T0 4 + = $ebx $T0 4 - ^ =", 0, 4, 4
+    )
+    ebp_style = FrameData(
+        0x1010, 0x20, 0, 0, 0, "$T0 $ebp = $eip $T0 4 + ^ = $ebp $T0 ^ = $esp $T0 8 + =", 3, 0, 4
+    )
+    mem = {0x500: 7, 0x504: 7, 0x508: 0xBB, 0x50C: 0x2222, 0x900: 0x950, 0x904: 0x3333}
+    u = X86Unwinder(mem.__getitem__, _records(fpo_style, ebp_style))
+    regs = {"eip": 0x1010, "esp": 0x500, "ebp": 0x900, "ebx": 1}
+    st = u.step(regs, 0, call_site=True)
+    assert (st.regs["eip"], st.regs["esp"], st.regs["ebx"], st.method) == (0x2222, 0x510, 0xBB, "frame_data")
+    # the same pc as frame 0 is a function entry: only the return address is pushed
+    mem[0x500] = 0x4444
+    st = u.step(regs, 0, call_site=False)
+    assert (st.regs["eip"], st.regs["esp"], st.regs["ebp"]) == (0x4444, 0x504, 0x900)
+    # one instruction later the EBP program applies (ebp not set up yet is the caller's ebp)
+    st = u.step(dict(regs, eip=0x1011), 0, call_site=False)
+    assert (st.regs["eip"], st.regs["esp"], st.regs["ebp"]) == (0x3333, 0x908, 0x950)
+
+
+def test_fpo_record_at_entry_and_in_body():
+    from bugcheck.stack.x86 import X86Unwinder
+    from bugcheck.symbols.pdb.dbi import FpoData
+
+    rec = FpoData(0x2000, 0x40, 2, 1, 3, 2, False, True, 0)  # 2 locals, 1 param, ebx/ebp saved
+    mem = {0x600: 0x5555, 0x700: 0xE0, 0x704: 0xEB, 0x708: 0, 0x70C: 0, 0x710: 0x6666}
+    u = X86Unwinder(mem.__getitem__, _records(rec))
+    st = u.step({"eip": 0x2000, "esp": 0x600, "ebp": 9}, 0, call_site=False)
+    assert (st.regs["eip"], st.regs["esp"], st.regs["ebp"], st.method) == (0x5555, 0x604, 9, "fpo")
+    # in the body, a callee with 4 bytes of arguments was unwound: esp points at them
+    st = u.step({"eip": 0x2010, "esp": 0x6FC, "ebp": 9}, 4, call_site=True)
+    assert (st.regs["eip"], st.regs["esp"], st.regs["ebp"], st.params) == (0x6666, 0x714, 0xE0, 4)

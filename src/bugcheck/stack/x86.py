@@ -153,14 +153,35 @@ class X86Unwinder:
                 return Step(new, "scan")
         return None
 
-    def step(self, regs: dict[str, int], callee_params: int = 0) -> Step:
-        """The caller of the frame executing at ``regs``; see the module docstring for the order."""
-        pc, sp = regs["eip"] & MASK32, regs["esp"] & MASK32
+    def _lookup(self, pc: int):
         try:
-            record = self.records(pc)
+            return self.records(pc & MASK32)
         except (BugcheckError, MemoryNotPresent, ValueError):
-            record = None
+            return None
+
+    def step(self, regs: dict[str, int], callee_params: int = 0, call_site: bool | None = None) -> Step:
+        """The caller of the frame executing at ``regs``; see the module docstring for the order.
+
+        ``call_site``: pc is a return address (every frame but the first); default: when
+        ``callee_params`` says a callee was unwound.
+        """
+        pc, sp = regs["eip"] & MASK32, regs["esp"] & MASK32
+        if call_site is None:
+            call_site = bool(callee_params)
+        record = self._lookup(pc)
+        starts_here = record is not None and _function_start(record) and self._lookup(pc - 1) is not record
+        if starts_here and call_site:
+            # a return address right after a call that ends its function (a noreturn
+            # call) lies in the next function: the call belongs to the one before
+            record = self._lookup(pc - 1)
         params = fpo.sizes_of(record).params if record is not None else 0
+        if starts_here and not call_site:
+            # stopped on a function's first instruction: nothing is pushed yet
+            ret = self._u32(sp)
+            if ret:
+                new = dict(regs)
+                new.update(eip=ret, esp=(sp + 4) & MASK32)
+                return Step(new, "frame_data" if hasattr(record, "program") else "fpo", params)
         if record is not None and hasattr(record, "program"):
             try:
                 st = self._run(record, record.program or "", regs, callee_params, "frame_data")
@@ -191,6 +212,11 @@ class X86Unwinder:
         if st is not None and _grows(st, sp):
             return st
         return Step(None)
+
+
+def _function_start(record) -> bool:
+    """FPO_DATA records cover whole functions; FRAMEDATA flags the record that starts one."""
+    return getattr(record, "is_function_start", True)
 
 
 def _grows(st: Step, sp: int) -> bool:
@@ -312,6 +338,7 @@ def walk_x86(dump, resolver, kernel, regs: dict[str, int], max_frames: int, *, r
     regs = {k: v & MASK32 for k, v in regs.items()}
     method = "context"
     callee_params = 0
+    call_site = False  # frame 0 runs at any instruction; callers sit right after a call
     for n in range(max_frames):
         pc, sp = regs["eip"], regs["esp"]
         f = Frame(n, pc, sp, context=dict(regs), method=method, fp=regs.get("ebp"))
@@ -322,7 +349,7 @@ def walk_x86(dump, resolver, kernel, regs: dict[str, int], max_frames: int, *, r
             sw.warnings.append(NO_UNWIND_WARNING)
         if pc == 0:
             break
-        st = unwinder.step(regs, callee_params)
+        st = unwinder.step(regs, callee_params, call_site)
         if st.warning:
             sw.warnings.append(st.warning)
         if st.regs is None:
@@ -331,6 +358,7 @@ def walk_x86(dump, resolver, kernel, regs: dict[str, int], max_frames: int, *, r
             f.trap_frame = st.trap_frame
         regs = {k: v & MASK32 for k, v in st.regs.items()}
         method, callee_params = st.method, st.params
+        call_site = st.trap_frame is None  # a trap frame resumes where the trap hit
     return sw
 
 

@@ -22,6 +22,11 @@ from bugcheck.symbols.types import Kind, Type, TypeSource
 MAX_LIST_ENTRIES = 100_000
 #: structures up to this size are read once and their fields served from that copy
 SNAPSHOT_LIMIT = 0x10000
+#: first item of the accessor keys kept in ``Type.path_cache`` (next to the plain path keys)
+_ACCESSOR = "\0accessor"
+_UNKNOWN = ("unknown member",)
+_UNKNOWN_YET = ("not looked up",)
+_NOT_SCALAR = ("not a scalar",)
 
 
 class TypeNotFound(SymbolError):
@@ -140,26 +145,67 @@ class StructView:
         except KeyError:
             return False
 
+    def _accessor(self, path: str):
+        """(offset, size, bit shift, mask or None, sign bit or 0) for reading ``path`` as an
+        integer, or ``_NOT_SCALAR``; kept on the type per pointer size (KeyError: no such member)."""
+        ps = self.types.pointer_size
+        key = (_ACCESSOR, path, ps)
+        cache = self.type.path_cache
+        acc = cache.get(key, _UNKNOWN_YET)
+        if acc is _UNKNOWN:
+            raise KeyError(f"{self.type.name} has no member {path}")
+        if acc is not _UNKNOWN_YET:
+            return acc
+        try:
+            off, t, bitpos, bitlen = self._member_type(path)
+        except KeyError:
+            cache[key] = _UNKNOWN
+            raise
+        if bitlen is not None:
+            acc = (off, t.size or 4, bitpos or 0, (1 << bitlen) - 1, 0)
+        elif t.kind in (Kind.STRUCT, Kind.UNION, Kind.CLASS, Kind.ARRAY):
+            acc = _NOT_SCALAR
+        else:
+            size = ps if t.kind == Kind.POINTER else (t.size or (4 if t.kind == Kind.ENUM else ps))
+            sign = 1 << (size * 8 - 1) if t.kind != Kind.POINTER and t.signed else 0
+            acc = (off, size, 0, None, sign)
+        cache[key] = acc
+        return acc
+
     def field(self, path: str) -> int:
         """Integer value of a base/enum/pointer/bitfield member (dotted paths allowed)."""
-        off, t, bitpos, bitlen = self._member_type(path)
-        ps = self.types.pointer_size
-        if bitlen is not None:
-            size = t.size or 4
-            raw = _unsigned(self._read(off, size))
-            return (raw >> (bitpos or 0)) & ((1 << bitlen) - 1)
-        if t.kind in (Kind.STRUCT, Kind.UNION, Kind.CLASS, Kind.ARRAY):
+        acc = self._accessor(path)
+        if acc is _NOT_SCALAR:
             raise BugcheckError(f"{self.type.name}.{path} is not a scalar")
-        size = ps if t.kind == Kind.POINTER else (t.size or (4 if t.kind == Kind.ENUM else ps))
-        raw = _unsigned(self._read(off, size))
-        if t.kind != Kind.POINTER and t.signed and raw >> (size * 8 - 1):
-            raw -= 1 << (size * 8)
+        return self._value(acc)
+
+    def _value(self, acc) -> int:
+        off, size, shift, mask, sign = acc
+        snap = self._snapshot
+        if snap is None and 0 < self.type.size <= SNAPSHOT_LIMIT:
+            snap = self._snapshot = self.memory.read_padded(self.address, self.type.size)
+        if snap is not None and not snap[1] and off + size <= len(snap[0]):
+            raw = int.from_bytes(snap[0][off : off + size], "little")
+        else:
+            raw = int.from_bytes(self._read(off, size), "little")
+        if mask is not None:
+            return (raw >> shift) & mask
+        if sign and raw & sign:
+            raw -= sign << 1
         return raw
 
     def field_or(self, path: str, default=None):
         """Like :meth:`field`, but ``default`` when the member is unknown or its memory absent."""
+        acc = self.type.path_cache.get((_ACCESSOR, path, self.types.pointer_size))
+        if acc is None:
+            try:
+                acc = self._accessor(path)
+            except KeyError:
+                return default
+        if acc is _UNKNOWN or acc is _NOT_SCALAR:
+            return default
         try:
-            return self.field(path)
+            return self._value(acc)
         except (KeyError, MemoryNotPresent, BugcheckError):
             return default
 

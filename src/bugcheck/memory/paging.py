@@ -24,6 +24,8 @@ PTE_TRANSITION = 1 << 11
 PTE_NX = 1 << 63
 
 _PFN_MASK_64 = 0x000F_FFFF_FFFF_F000  # bits 12..51
+#: reads up to this size are served page by page from the file by VirtualMemory
+FAST_SPAN = 0x10000
 
 
 @dataclass
@@ -84,12 +86,30 @@ class Paging:
         self.physical = physical
         self.dtb = dtb
         self._cache: dict[int, tuple[int, int] | None] = {}
+        #: physical address -> entry value, for entries read from the dump file (which never changes;
+        #: memory built in place, as tests do, is always read afresh)
+        self._entries: dict[int, int] = {}
+        self._buf = getattr(physical, "_buf", None)
+        self._file_offset = getattr(physical, "file_offset", None)
 
     def _root(self) -> int:
         return self.dtb & self.pfn_mask
 
     def _read_entry(self, pa: int) -> int | None:
-        raw, holes = self.physical.read_padded(pa, self.entry_size)
+        got = self._entries.get(pa)
+        if got is not None:
+            return got
+        n = self.entry_size
+        if self._file_offset is not None and pa & (PAGE_SIZE - 1) <= PAGE_SIZE - n:
+            off = self._file_offset(pa >> 12)
+            if off is not None:
+                off += pa & (PAGE_SIZE - 1)
+                value = int.from_bytes(self._buf[off : off + n], "little")
+                if len(self._entries) >= 1 << 16:
+                    self._entries.clear()
+                self._entries[pa] = value
+                return value
+        raw, holes = self.physical.read_padded(pa, n)
         if holes:
             return None
         return int.from_bytes(raw, "little")
@@ -228,19 +248,24 @@ class VirtualMemory(AddressSpace):
         self._buf = getattr(self.physical, "_buf", None)
         self._file_offset = getattr(self.physical, "file_offset", None)
 
+    def _page_file_offset(self, address: int) -> int | None:
+        """File offset of the page holding ``address`` when all of it is in the file, else None."""
+        key = (address >> 12) & 0xF_FFFF_FFFF_FFFF
+        off = self._file_pages.get(key, -1)
+        if off == -1:
+            tr = self.paging.page_translation(address & 0xFFFF_FFFF_FFFF_FFFF)
+            off = self._file_offset(tr[0] >> 12) if tr is not None else None
+            if len(self._file_pages) > 1 << 18:
+                self._file_pages.clear()
+            self._file_pages[key] = off
+        return off
+
     def read(self, address: int, size: int) -> bytes:
         """Fast path for reads inside one mapped page; anything else takes the general path."""
         in_page = address & (PAGE_SIZE - 1)
         if 0 < size <= PAGE_SIZE - in_page:
             if self._file_offset is not None:
-                key = (address >> 12) & 0xF_FFFF_FFFF_FFFF
-                off = self._file_pages.get(key, -1)
-                if off == -1:
-                    tr = self.paging.page_translation(address & 0xFFFF_FFFF_FFFF_FFFF)
-                    off = self._file_offset(tr[0] >> 12) if tr is not None else None
-                    if len(self._file_pages) > 1 << 18:
-                        self._file_pages.clear()
-                    self._file_pages[key] = off
+                off = self._page_file_offset(address)
                 if off is not None:
                     return bytes(self._buf[off + in_page : off + in_page + size])
             tr = self.paging.page_translation(address & 0xFFFF_FFFF_FFFF_FFFF)
@@ -249,7 +274,46 @@ class VirtualMemory(AddressSpace):
                     return self.physical.read(tr[0] | in_page, size)
                 except MemoryNotPresent:
                     pass  # report the hole at its virtual address, below
+        elif self._file_offset is not None and 0 < size <= FAST_SPAN:
+            # a few pages: file-backed pages straight from the file, the rest piece by piece
+            # (so the first absent byte is still the one reported)
+            parts = []
+            cur, end = address, address + size
+            while cur < end:
+                in_page = cur & (PAGE_SIZE - 1)
+                n = min(PAGE_SIZE - in_page, end - cur)
+                off = self._page_file_offset(cur) if self._file_offset is not None else None
+                if off is not None:
+                    parts.append(self._buf[off + in_page : off + in_page + n])
+                else:
+                    parts.append(super().read(cur, n))
+                cur += n
+            return b"".join(parts)
         return super().read(address, size)
+
+    def read_padded(self, address: int, size: int, fill: int = 0) -> tuple[bytes, list[tuple[int, int]]]:
+        """Page by page from the file where possible; pieces it cannot serve take the general path."""
+        if self._file_offset is None or not 0 < size <= FAST_SPAN:
+            return super().read_padded(address, size, fill)
+        parts = []
+        holes: list[tuple[int, int]] = []
+        cur, end = address, address + size
+        while cur < end:
+            in_page = cur & (PAGE_SIZE - 1)
+            n = min(PAGE_SIZE - in_page, end - cur)
+            off = self._page_file_offset(cur)
+            if off is not None:
+                parts.append(self._buf[off + in_page : off + in_page + n])
+            else:
+                data, piece_holes = super().read_padded(cur, n, fill)
+                parts.append(data)
+                for h in piece_holes:
+                    if holes and holes[-1][0] + holes[-1][1] == h[0]:
+                        holes[-1] = (holes[-1][0], holes[-1][1] + h[1])
+                    else:
+                        holes.append(h)
+            cur += n
+        return b"".join(parts), holes
 
     def read_chunks(self, address: int, size: int):
         cur, end = address, address + size

@@ -199,3 +199,29 @@ def test_osname_is_windows_10_on_windows_11_builds():
     assert _os_name(26100) == "Windows 10"
     assert _os_name(19041) == "Windows 10"
     assert _os_name(7601) == "Windows 7"
+
+
+def test_x86_trap_frame_block():
+    """Published 32-bit TRAP_FRAMEs (AVGIDS 0x50, vsdatant 0x8E, win32k 0x50...):
+    ``TRAP_FRAME:  a6c4a890 -- (.trap 0xffffffffa6c4a890)``, ``ErrCode = 00000000``, the x86
+    register block with its segment line, no NOTE."""
+    from types import SimpleNamespace
+
+    from bugcheck.analysis.analyze import trap_frame_lines
+
+    def absent(addr, n):
+        raise bugcheck.errors.MemoryNotPresent(addr)
+
+    dump = SimpleNamespace(machine="x86", pointer_size=4, read_virtual_padded=absent)
+    resolver = SimpleNamespace(symbol_for=lambda a: None)
+    regs = dict(eax=0x4E6C, ebx=0xC5E4, ecx=0x3179, edx=0, esi=0xFFFF8888, edi=0x8AAB0000, eip=0x82A40FD3)
+    regs |= dict(esp=0xA6C4A904, ebp=0xA6C4A90C, efl=0x10206, cs=8, ss=0x10, ds=0x23, es=0x23, fs=0x30, gs=0)
+    lines = trap_frame_lines(None, dump, resolver, 0xA6C4A890, regs, 0)
+    assert lines[:5] == [
+        "a6c4a890 -- (.trap 0xffffffffa6c4a890)",
+        "ErrCode = 00000000",
+        "eax=00004e6c ebx=0000c5e4 ecx=00003179 edx=00000000 esi=ffff8888 edi=8aab0000",
+        "eip=82a40fd3 esp=a6c4a904 ebp=a6c4a90c iopl=0         nv up ei pl nz na pe nc",
+        "cs=0008  ss=0010  ds=0023  es=0023  fs=0030  gs=0000             efl=00010206",
+    ]
+    assert lines[-1] == "Resetting default scope"

@@ -227,6 +227,19 @@ def read_trap_frame(kernel, address: int) -> dict[str, int] | None:
     return regs
 
 
+def _trap_err_code(kernel, address: int) -> int | None:
+    """``_KTRAP_FRAME.ErrCode`` (x86), None when the type or the memory is missing."""
+    t = kernel.types.get("_KTRAP_FRAME") if kernel is not None else None
+    if t is None:
+        return None
+    from bugcheck.kernel.typed import StructView
+
+    try:
+        return StructView(kernel.memory, address, t, kernel.types).field_or("ErrCode")
+    except BugcheckError:
+        return None
+
+
 def _os_fields(session, dump) -> list[tuple[str, list[str]]]:
     lab = None
     try:
@@ -411,7 +424,8 @@ def analyze(session, *, rules=None) -> Analysis:
     if trap_addr is not None:
         regs = read_trap_frame(kernel, trap_addr)
         if regs is not None:
-            fields.append(("TRAP_FRAME", trap_frame_lines(session, dump, resolver, trap_addr, regs)))
+            err = _trap_err_code(kernel, trap_addr) if ps == 4 else None
+            fields.append(("TRAP_FRAME", trap_frame_lines(session, dump, resolver, trap_addr, regs, err)))
     fields.append(
         (
             "STACK_TEXT",
@@ -502,9 +516,20 @@ def _walk(dump, resolver, kernel, ctx):
         return None
 
 
-def trap_frame_lines(session, dump, resolver, trap_addr: int, regs: dict) -> list[str]:
-    """The TRAP_FRAME block: the ``.trap`` line, kd's NOTE (once), registers, instruction."""
-    lines = [f"{trap_addr:x} -- (.trap {trap_addr:#x})"]
+def trap_frame_lines(
+    session, dump, resolver, trap_addr: int, regs: dict, err_code: int | None = None
+) -> list[str]:
+    """The TRAP_FRAME block: the ``.trap`` line, kd's NOTE (once), registers, instruction.
+
+    On x86 kd shows the address sign-extended in the ``.trap`` command and opens with the
+    frame's error code instead of the NOTE (``TRAP_FRAME:  a6c4a890 -- (.trap 0xffffffffa6c4a890)``,
+    ``ErrCode = 00000000`` in every published 32-bit TRAP_FRAME).
+    """
+    if getattr(dump, "pointer_size", 8) == 4:
+        wide = trap_addr | 0xFFFFFFFF00000000 if trap_addr & 0x80000000 else trap_addr
+        lines = [f"{trap_addr:08x} -- (.trap {wide:#x})", f"ErrCode = {(err_code or 0) & 0xFFFFFFFF:08x}"]
+    else:
+        lines = [f"{trap_addr:x} -- (.trap {trap_addr:#x})"]
     lines += _register_lines(session, dump, resolver, regs, trap=True)  # the NOTE comes with these
     lines.append("Resetting default scope")
     return lines

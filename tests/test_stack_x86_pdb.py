@@ -383,3 +383,33 @@ def test_fpo_record_at_entry_and_in_body():
     # in the body, a callee with 4 bytes of arguments was unwound: esp points at them
     st = u.step({"eip": 0x2010, "esp": 0x6FC, "ebp": 9}, 4, call_site=True)
     assert (st.regs["eip"], st.regs["esp"], st.regs["ebp"], st.params) == (0x6666, 0x714, 0xE0, 4)
+
+
+def test_damaged_frame_data_falls_back_to_the_ebp_chain(xp):
+    """A PDB whose frame data cannot be decoded is set aside; the EBP chain still works."""
+
+    class Broken:
+        machine = "x86"
+
+        def frame_data_at(self, rva):
+            raise struct.error("truncated record")
+
+    class Syms:
+        """The real public symbols, with a PDB object whose frame data is damaged."""
+
+        _pdb = Broken()
+
+        def __getattr__(self, name):
+            return getattr(xp.symbols, name)
+
+    dump, _, regs, expected = _chain(xp)
+    res = resolver_for([("ntkrnlpa.exe", NT, 0x1F8000, None, None)])
+    res.load(res.modules[0]).symbols = Syms()
+    records = ModuleRecords(res)
+    assert records(NT + 0x2000) is None and records.pdb_for(res.modules[0]) is None
+    sw = walk(dump, res, None, dict(regs, eip=NT + 92264, esp=STACK + 0x2F0, ebp=STACK + 0x300), 8)
+    assert [(f.pc, f.method) for f in sw.frames[:3]] == [
+        (NT + 92264, "context"),
+        (expected[5][0], "frame_pointer"),
+        (expected[6][0], "frame_pointer"),
+    ]

@@ -20,6 +20,7 @@ A malformed program ends the walk with a warning.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -263,7 +264,8 @@ class ModuleRecords:
             if rec is not None:
                 return rec
             return fpo_at(pdb.fpo, rva)
-        except BugcheckError:
+        except (BugcheckError, ValueError, IndexError, KeyError, struct.error, UnicodeDecodeError):
+            self._pdbs[module.base] = None  # damaged frame data: do not retry for every frame
             return None
 
 

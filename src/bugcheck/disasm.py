@@ -76,7 +76,10 @@ class Insn:
 
     def text(self, pointer_size: int = 8) -> str:
         raw = self.raw.hex() if self.present else "??"
-        line = f"{hex_addr(self.address, pointer_size)} {raw:<15} {self.mnemonic:<7}"
+        # kd keeps the operand column where it can: opcode bytes longer than 16 hex digits eat
+        # into the mnemonic's padding (always leaving one blank)
+        width = max(7 - max(0, len(raw) - 16), len(self.mnemonic))
+        line = f"{hex_addr(self.address, pointer_size)} {raw:<15} {self.mnemonic:<{width}}"
         if self.operands:
             line += " " + self.operands
         if self.effective:

@@ -97,6 +97,8 @@ def _parse_number(text: str) -> int | None:
         radix, t = 2, t[2:]
     elif t.startswith("0t"):
         radix, t = 8, t[2:]
+    elif t.endswith("h") and len(t) > 1:
+        t = t[:-1]  # MASM's hex suffix: 57724231h
     if not t:
         return None
     try:

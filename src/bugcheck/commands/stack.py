@@ -26,7 +26,7 @@ DEFAULT_FRAMES = 0x14  # WinDbg's default ``k`` depth (20 frames)
 MAX_FRAMES = 0x400
 LAST_SET_CONTEXT = "*** Stack trace for last set context - .thread/.cxr resets it"
 
-_ALL = ["kb", "kv", "kn", "kc", "kp", "kl", "kf", "kd"]
+_ALL = ["kb", "kv", "kn", "kc", "kp", "kl", "kf"]
 _COMBOS = [
     a + b
     for a in ("kb", "kv", "kp", "kc", "kf", "k")
@@ -242,3 +242,17 @@ def k_command(session, args: str) -> Result:
 
 for _n in [*_ALL, *_COMBOS, "kP"]:
     command(_n, f"Stack backtrace ({_n})")(_make(_n))
+
+
+@command("kd", "Display raw stack words with symbols, from the stack pointer: kd [count]")
+def kd_command(session, args: str) -> Result:
+    """WinDbg's ``kd`` is not a backtrace: it lists the stack's pointer-sized words (like ``dps``)."""
+    from bugcheck.commands.symbols_cmds import dps
+
+    ctx = session.context
+    regs = ctx.regs if ctx is not None else {}
+    sp = regs.get("rsp", regs.get("esp", regs.get("sp")))
+    if sp is None:
+        return Result("Unable to get the stack pointer", {"entries": []}, schema="bugcheck.pointers/1")
+    count = args.strip() or "0x40"
+    return dps(session, f"{sp:#x} L{count}")

@@ -123,8 +123,12 @@ def _chain(xp):
     # frame 3 (fpo_d): esp3 = +0x1AC; 16 bytes of locals, then its return address
     put(STACK + 0x1BC, pc[4])
     # frame 4 (trap record): esp4 = +0x1C0, ebp +0x300 carried through fpo_d
-    put(STACK + 0x300, STACK + 0x380, pc[5])
-    # frame 5 (no record: EBP chain): esp5 = +0x308
+    put(STACK + 0x300, STACK + 0x380, pc[5])  # _KTRAP_FRAME: DbgEbp, DbgEip
+    put(STACK + 0x33C, 0xDD, 0xCC, 0xAA)  # Edx, Ecx, Eax
+    put(
+        STACK + 0x354, 0xD4, 0x54, 0xB4, STACK + 0x380, 0, pc[5], 8, 0x10202
+    )  # Edi..Ebp, ErrCode, Eip, cs, efl
+    # frame 5 (no record: EBP chain): esp5 = +0x374, the trap frame's HardwareEsp slot
     put(STACK + 0x380, 0, pc[6])
     # frame 6: ebp 0 and nothing believable above: the walk ends there
     dump = FakeDump({STACK: s})
@@ -136,7 +140,7 @@ def _chain(xp):
         (pc[2], STACK + 0x188, 0x12345678, "frame_data"),
         (pc[3], STACK + 0x1AC, STACK + 0x300, "fpo"),
         (pc[4], STACK + 0x1C0, STACK + 0x300, "fpo"),
-        (pc[5], STACK + 0x308, STACK + 0x380, "fpo"),
+        (pc[5], STACK + 0x374, STACK + 0x380, "trap_frame"),  # a kernel trap: esp was at HardwareEsp
         (pc[6], STACK + 0x388, 0, "frame_pointer"),
     ]
     return dump, res, regs, expected
@@ -150,6 +154,16 @@ def test_xp_chain_through_every_method(xp):
     # saved registers come back from where the programs say
     assert sw.frames[1].context["ebx"] == 0xB0B0B0B0
     assert sw.frames[2].context["ebx"] == 0xB1B1B1B1
+    f5 = sw.frames[5].context
+    assert [f5[r] for r in ("eax", "ecx", "edx", "ebx", "esi", "edi", "efl")] == [
+        0xAA,
+        0xCC,
+        0xDD,
+        0xB4,
+        0x54,
+        0xD4,
+        0x10202,
+    ]
     assert sw.frames[3].symbol == "nt!KiFlushNPXState+0x20"
     # the trap record's handler points ebp at the trap frame it built
     assert [f.trap_frame for f in sw.frames] == [None] * 4 + [STACK + 0x300, None, None]
@@ -413,3 +427,39 @@ def test_damaged_frame_data_falls_back_to_the_ebp_chain(xp):
         (expected[5][0], "frame_pointer"),
         (expected[6][0], "frame_pointer"),
     ]
+
+
+def test_trap_handler_by_name_without_records(xp):
+    """No FPO record, but nt!KiTrap0E is a trap handler: its ebp is the _KTRAP_FRAME it built."""
+    from bugcheck.stack.x86 import walk_x86
+
+    dump, res, _, expected = _chain(xp)
+    trap0e = NT + xp.symbols.symbol_by_name("KiTrap0E").rva
+    regs = {"eip": trap0e + 0x40, "esp": STACK + 0x2F0, "ebp": STACK + 0x300}
+    sw = walk_x86(dump, res, None, regs, 8, records=lambda pc: None)
+    assert sw.frames[0].symbol == "nt!KiTrap0E+0x40"
+    assert sw.frames[0].trap_frame == STACK + 0x300
+    assert (sw.frames[1].pc, sw.frames[1].sp, sw.frames[1].method) == (
+        expected[5][0],
+        STACK + 0x374,
+        "trap_frame",
+    )
+    # a function of another name with the same ebp is just an EBP frame
+    sw = walk_x86(dump, res, None, dict(regs, eip=NT + 92264), 8, records=lambda pc: None)
+    assert (sw.frames[1].sp, sw.frames[1].method, sw.frames[0].trap_frame) == (
+        STACK + 0x308,
+        "frame_pointer",
+        None,
+    )
+
+
+def test_trap_frame_registers_user_mode_and_implausible():
+    from bugcheck.stack.x86 import TRAP_FRAME_X86, trap_frame_registers
+
+    mem = dict.fromkeys(range(0x1000, 0x1080, 4), 0)
+    mem.update({0x1068: 0x7C90E4F4, 0x106C: 0x1B, 0x1070: 0x246, 0x1074: 0x0012FF00, 0x1060: 0x0012FF40})
+    got = trap_frame_registers(mem.__getitem__, 0x1000, TRAP_FRAME_X86)
+    assert (got["eip"], got["esp"], got["ebp"], got["cs"]) == (0x7C90E4F4, 0x0012FF00, 0x0012FF40, 0x1B)
+    mem[0x106C] = 0  # no code segment: not a trap frame
+    assert trap_frame_registers(mem.__getitem__, 0x1000, TRAP_FRAME_X86) is None
+    assert trap_frame_registers(mem.__getitem__, 0x5000, TRAP_FRAME_X86) is None  # unreadable

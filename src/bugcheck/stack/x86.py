@@ -20,6 +20,7 @@ A malformed program ends the walk with a warning.
 
 from __future__ import annotations
 
+import re
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -225,6 +226,73 @@ def _grows(st: Step, sp: int) -> bool:
     return st.regs is not None and (st.regs.get("esp", 0) & MASK32) > sp and bool(st.regs.get("eip"))
 
 
+# -- trap frames ---------------------------------------------------------------------------------
+
+#: x86 ``_KTRAP_FRAME`` offsets (unchanged from NT 4 to Windows 10); the kernel's type wins when loaded
+TRAP_FRAME_X86 = {
+    "DbgEbp": 0x00, "DbgEip": 0x04, "Edx": 0x3C, "Ecx": 0x40, "Eax": 0x44, "Edi": 0x54, "Esi": 0x58,
+    "Ebx": 0x5C, "Ebp": 0x60, "Eip": 0x68, "SegCs": 0x6C, "EFlags": 0x70, "HardwareEsp": 0x74,
+}  # fmt: skip
+_TRAP_REGS = {
+    "Eax": "eax",
+    "Ecx": "ecx",
+    "Edx": "edx",
+    "Ebx": "ebx",
+    "Esi": "esi",
+    "Edi": "edi",
+    "Ebp": "ebp",
+}
+#: x86 kernel entry points that build a _KTRAP_FRAME and point ebp at it
+_X86_TRAP_HANDLER = re.compile(
+    r"^(KiTrap[0-9A-Fa-f]{2}\w*|KiSystemService|KiFastCallEntry\w*|KiDebugService|KiGetTickCount|"
+    r"KiCallbackReturn|KiRaiseAssertion|KiInterruptTemplate\w*|KiUnexpectedInterrupt\d*|KiChainedDispatch)$"
+)
+
+
+def is_x86_trap_handler(symbol: str | None) -> bool:
+    if not symbol:
+        return False
+    mod, _, fn = symbol.rpartition("!")
+    return mod in ("", "nt") and bool(_X86_TRAP_HANDLER.match(fn.split("+", 1)[0]))
+
+
+def trap_frame_offsets(kernel) -> dict[str, int]:
+    """Field offsets of the x86 _KTRAP_FRAME: from the kernel's types when they have it."""
+    out = dict(TRAP_FRAME_X86)
+    types = getattr(kernel, "types", None) if kernel is not None else None
+    try:
+        t = types.get("_KTRAP_FRAME") if types is not None else None
+        if t is not None:
+            for name in out:
+                off = t.field_offset(name)
+                if off is not None and 0 <= off < 0x400:
+                    out[name] = off
+    except (BugcheckError, AttributeError, KeyError, ValueError):
+        return dict(TRAP_FRAME_X86)
+    return out
+
+
+def trap_frame_registers(read_u32, address: int, offsets: dict[str, int]) -> dict[str, int] | None:
+    """The interrupted registers a _KTRAP_FRAME at ``address`` holds, or None when it does not look
+    like one. A kernel-mode trap pushes no esp: the interrupted esp is where HardwareEsp would be."""
+    try:
+        v = {k: read_u32((address + off) & MASK32) & MASK32 for k, off in offsets.items()}
+    except (MemoryNotPresent, BugcheckError, ValueError, KeyError):
+        return None
+    cs, efl = v["SegCs"] & 0xFFFF, v["EFlags"]
+    if not v["Eip"] or cs & 0xFFF8 == 0 or cs > 0xFF or not efl & 2:
+        return None  # EFLAGS bit 1 always reads as 1
+    user = cs & 3 == 3 or efl & 0x20000  # ring 3 or virtual-8086
+    regs = {reg: v[field] for field, reg in _TRAP_REGS.items()}
+    regs.update(
+        eip=v["Eip"],
+        esp=v["HardwareEsp"] if user else (address + offsets["HardwareEsp"]) & MASK32,
+        efl=efl,
+        cs=cs,
+    )
+    return regs
+
+
 # -- records and code facts from the loaded modules ----------------------------------------------
 
 
@@ -341,6 +409,7 @@ def walk_x86(dump, resolver, kernel, regs: dict[str, int], max_frames: int, *, r
     method = "context"
     callee_params = 0
     call_site = False  # frame 0 runs at any instruction; callers sit right after a call
+    trap_offsets = None
     for n in range(max_frames):
         pc, sp = regs["eip"], regs["esp"]
         f = Frame(n, pc, sp, context=dict(regs), method=method, fp=regs.get("ebp"))
@@ -356,8 +425,18 @@ def walk_x86(dump, resolver, kernel, regs: dict[str, int], max_frames: int, *, r
             sw.warnings.append(st.warning)
         if st.regs is None:
             break
+        if st.trap_frame is None and st.method == "frame_pointer" and is_x86_trap_handler(f.symbol):
+            st.trap_frame = regs.get("ebp")
         if st.trap_frame is not None:
-            f.trap_frame = st.trap_frame
+            if trap_offsets is None:
+                trap_offsets = trap_frame_offsets(kernel)
+            full = trap_frame_registers(u32, st.trap_frame, trap_offsets)
+            if full is not None and full["esp"] > sp:
+                f.trap_frame = st.trap_frame
+                st.regs = dict(st.regs, **full)
+                st.method = "trap_frame"
+            else:
+                st.trap_frame = None
         regs = {k: v & MASK32 for k, v in st.regs.items()}
         method, callee_params = st.method, st.params
         call_site = st.trap_frame is None  # a trap frame resumes where the trap hit

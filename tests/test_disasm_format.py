@@ -205,7 +205,7 @@ def test_real_driver_functions_decode_to_their_pdata_ends():
     first = funcs[0]
     code = img.read(first.begin, 32)
     lines = disasm.render(disasm.disassemble(mem(code, first.begin), first.begin, 2, "x64", None), None)
-    assert lines[0] == "00000000`00001008 48ba0000000000400000 mov     rdx,400000000000h"
+    assert lines[0] == "00000000`00001008 48ba0000000000400000 mov rdx,400000000000h"  # kd: padding shrinks
     assert lines[1] == "00000000`00001012 4885155f200100  test    qword ptr [00000000`00013078],rdx"
 
 

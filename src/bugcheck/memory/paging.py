@@ -149,6 +149,32 @@ class Paging:
         w.physical = table | (va & (PAGE_SIZE - 1))
         return w
 
+    def _physical_of(self, va: int) -> int | None:
+        """``walk(va).physical`` without recording the levels (the hot path of translation)."""
+        if type(self).walk is not Paging.walk:
+            return self.walk(va).physical  # a subclass walks differently: ask it
+        va &= (1 << 64) - 1
+        if not self._canonical(va):
+            return None
+        table = self._root()
+        levels = self.levels
+        nlev = len(levels)
+        es = self.entry_size
+        for depth, (name, shift, bits) in enumerate(levels):
+            value = self._read_entry(table + ((va >> shift) & ((1 << bits) - 1)) * es)
+            if value is None:
+                return None
+            last = depth == nlev - 1
+            if not value & PTE_VALID:
+                if last and value & PTE_TRANSITION and not value & PTE_PROTOTYPE:
+                    return (value & self.pfn_mask) | (va & (PAGE_SIZE - 1))
+                return None
+            if not last and value & PTE_LARGE and name in self.large_sizes:
+                size = self.large_sizes[name]
+                return (value & self.pfn_mask & ~(size - 1)) | (va & (size - 1))
+            table = value & self.pfn_mask
+        return table | (va & (PAGE_SIZE - 1))
+
     def _canonical(self, va: int) -> bool:
         top = va >> (self.va_bits - 1)
         return top == 0 or top == (1 << (64 - self.va_bits + 1)) - 1
@@ -158,10 +184,10 @@ class Paging:
         key = va >> 12
         if key in self._cache:
             return self._cache[key]
-        w = self.walk(va)
+        physical = self._physical_of(va)
         res = None
-        if w.physical is not None:
-            res = (w.physical & ~(PAGE_SIZE - 1), PAGE_SIZE)
+        if physical is not None:
+            res = (physical & ~(PAGE_SIZE - 1), PAGE_SIZE)
         if len(self._cache) > 1 << 16:
             self._cache.clear()
         self._cache[key] = res

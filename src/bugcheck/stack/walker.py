@@ -18,6 +18,7 @@ address, a stack pointer that does not grow, or ``max_frames``.
 from __future__ import annotations
 
 import re
+import struct
 
 from bugcheck.dumpfile.context import Context
 from bugcheck.errors import BugcheckError, MemoryNotPresent
@@ -55,6 +56,8 @@ PAGE = 0x1000
 MAX_WALK_PAGES = 64
 #: bound on the call-site names kept across walks
 MAX_SYMBOLS = 1 << 15
+#: the four Args to Child in one unpack, per pointer size
+_ARGS = {4: struct.Struct("<4I"), 8: struct.Struct("<4Q")}
 
 
 class _StackMemory:
@@ -75,14 +78,9 @@ class _StackMemory:
             return self.pages[key]
         except KeyError:
             pass
-        va = key << 12
         try:
-            got = (self.dump.read_virtual(va, PAGE), [])
-        except MemoryNotPresent:
-            try:
-                got = self.dump.read_virtual_padded(va, PAGE)
-            except BugcheckError:
-                got = None
+            # padded: an absent page is an expected sight (above the stack base, user stacks)
+            got = self.dump.read_virtual_padded(key << 12, PAGE)
         except BugcheckError:
             got = None
         if len(self.pages) >= MAX_WALK_PAGES:
@@ -348,30 +346,39 @@ class _Unwinder:
         hi = lo + 0x1000 + rip_off + 0x20
         if hi > MASK64 + 1:
             return self._find_trap_frame_slow(sp, rip, rsp, rip_off)
-        parts, holes = [], []
-        for page in range(lo >> 12, (hi + PAGE - 1) >> 12):
+        want_rip, want_rsp = (rip & MASK64).to_bytes(8, "little"), (rsp & MASK64).to_bytes(8, "little")
+        last = 0x1000 + rip_off  # rip slots lie in [lo, lo + last)
+        # Pages are added one at a time (the frame is usually near sp); a candidate is checked
+        # once the bytes of both its slots are in.
+        buf = b""
+        holes: list[tuple[int, int]] = []
+        page = lo >> 12
+        start = 0
+        while True:
             a, b = max(lo, page << 12), min(hi, (page + 1) << 12)
             got = self.stack._page(page)
             if got is None:
-                parts.append(bytes(b - a))
+                buf += bytes(b - a)
                 holes.append((a, b - a))
-                continue
-            data, page_holes = got
-            parts.append(data[a - (page << 12) : b - (page << 12)])
-            holes.extend(page_holes)
-        buf = b"".join(parts)
-        want_rip, want_rsp = (rip & MASK64).to_bytes(8, "little"), (rsp & MASK64).to_bytes(8, "little")
-        last = 0x1000 + rip_off  # rip slots lie in [lo, lo + last)
-        pos = buf.find(want_rip)
-        while 0 <= pos < last:
-            if pos % 8 == 0 and buf[pos + 0x18 : pos + 0x20] == want_rsp:
-                at = lo + pos
-                if not any(
-                    (h < at + 8 and at < h + n) or (h < at + 0x20 and at + 0x18 < h + n) for h, n in holes
-                ):
-                    return sp - rip_off + pos
-            pos = buf.find(want_rip, pos + 1)
-        return None
+            else:
+                data, page_holes = got
+                buf += data[a - (page << 12) : b - (page << 12)]
+                holes.extend(page_holes)
+            page += 1
+            complete = b >= hi
+            limit = last if complete else min(last, len(buf) - 0x1F)
+            pos = buf.find(want_rip, start)
+            while 0 <= pos < limit:
+                if pos % 8 == 0 and buf[pos + 0x18 : pos + 0x20] == want_rsp:
+                    at = lo + pos
+                    if not any(
+                        (h < at + 8 and at < h + n) or (h < at + 0x20 and at + 0x18 < h + n) for h, n in holes
+                    ):
+                        return sp - rip_off + pos
+                pos = buf.find(want_rip, pos + 1)
+            if complete:
+                return None
+            start = max(start, limit)
 
     def _find_trap_frame_slow(self, sp: int, rip: int, rsp: int, rip_off: int) -> int | None:
         """The same search, slot by slot (a stack at the very top of the address space)."""
@@ -529,12 +536,15 @@ def _finish(sw: StackWalk, dump, resolver, ps: int, unwinder: _Unwinder | None =
             raw, holes = read_padded(base & MASK64, 4 * ps)
         except BugcheckError:
             raw, holes = b"\0" * (4 * ps), [((base & MASK64), 4 * ps)]
-        args: list[int | None] = []
-        for k in range(4):
-            lo = (base + k * ps) & MASK64
-            absent = any(h < lo + ps and lo < h + n for h, n in holes)
-            args.append(None if absent else int.from_bytes(raw[k * ps : (k + 1) * ps], "little"))
-        f.args = args
+        if not holes and len(raw) == 4 * ps:
+            f.args = list(_ARGS[ps].unpack(raw))
+        else:
+            args: list[int | None] = []
+            for k in range(4):
+                lo = (base + k * ps) & MASK64
+                absent = any(h < lo + ps and lo < h + n for h, n in holes)
+                args.append(None if absent else int.from_bytes(raw[k * ps : (k + 1) * ps], "little"))
+            f.args = args
         if not f.symbol:
             f.symbol = unwinder.symbol(f.pc) if unwinder is not None else _symbol(resolver, f.pc)
         try:

@@ -95,6 +95,14 @@ def dump_path(tmp_path_factory):
     return path, expected
 
 
+def child_ebp(expected) -> list[int]:
+    """WinDbg's ChildEBP: the slot below each return address (the caller's esp - 8); the trap
+    handler's frame shows its ebp (the trap frame), the last frame its ebp."""
+    out = [e[1] - 8 for e in expected[1:]] + [expected[-1][2]]
+    out[4] = STACK + 0x300
+    return out
+
+
 def _run(*args):
     return subprocess.run(
         [sys.executable, "-m", "bugcheck.cli", *map(str, args)], capture_output=True, text=True, timeout=120
@@ -110,7 +118,7 @@ def test_kb_through_frame_data_and_fpo(dump_path):
     kb = next(d for d in docs if d.get("command", "").startswith("kb"))
     frames = kb["data"]["frames"]
     assert [(f["pc"], f["sp"], f["method"]) for f in frames] == [(e[0], e[1], e[3]) for e in expected]
-    assert [f["fp"] for f in frames] == [e[2] for e in expected]
+    assert [f["fp"] for f in frames] == child_ebp(expected)
     names = [f["symbol"] for f in frames]
     assert names[0] == "nt!KeFlushEntireTb+0x8"
     assert names[1] == "nt!CcCanIWrite+0x36"
@@ -124,11 +132,11 @@ def test_kb_text(dump_path):
     lines = p.stdout.splitlines()
     at = next(i for i, x in enumerate(lines) if x.startswith(" # ChildEBP RetAddr  Args to Child"))
     rows = lines[at + 1 : at + 1 + len(expected)]
-    # ChildEBP is the frame's ebp, RetAddr the next frame's pc, then three dwords above the return address
-    assert rows[0].startswith(f"00 {expected[0][2]:08x} {expected[1][0]:08x} 000000a1 000000a2 ")
+    # ChildEBP: the slot below the return address; RetAddr: the next frame's pc; then three dwords
+    assert rows[0].startswith(f"00 {STACK + 0x100:08x} {expected[1][0]:08x} 000000a1 000000a2 ")
     assert rows[0].endswith("nt!KeFlushEntireTb+0x8")
     for i, row in enumerate(rows):
         assert row.split()[1:3] == [
-            f"{expected[i][2]:08x}",
+            f"{child_ebp(expected)[i]:08x}",
             f"{expected[i + 1][0] if i + 1 < len(expected) else 0:08x}",
         ]

@@ -172,6 +172,18 @@ def test_xp_chain_through_every_method(xp):
     assert [f.return_address for f in sw.frames] == [e[0] for e in expected[1:]] + [0]
     assert sw.first_scan is None
     assert not sw.warnings
+    # kv's record notes: [parameter, local, saved-register dwords]
+    assert [getattr(f, "fpo_info", None) for f in sw.frames] == [
+        "FPO: [2,0,1]",
+        "FPO: [Non-Fpo]",
+        "FPO: [Uses EBP] [0,0,4]",
+        "FPO: [1,4,0]",
+        f"FPO: [0,0] TrapFrame @ {STACK + 0x300:08x}",
+        None,
+        None,
+    ]
+    # ChildEBP: the slot below each return address; for EBP frames that is ebp itself
+    assert [f.fp for f in sw.frames[:4]] == [STACK + 0x100, STACK + 0x180, STACK + 0x1A4, STACK + 0x1B8]
 
 
 def test_chain_without_records_falls_back_to_ebp_and_scan(xp):

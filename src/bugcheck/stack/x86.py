@@ -52,6 +52,8 @@ class Step:
     params: int = 0
     warning: str | None = None
     trap_frame: int | None = None
+    #: the FrameData / FpoData record of the unwound frame's function, when one was used
+    record: object | None = None
 
 
 RecordLookup = Callable[[int], object]
@@ -167,6 +169,13 @@ class X86Unwinder:
         ``call_site``: pc is a return address (every frame but the first); default: when
         ``callee_params`` says a callee was unwound.
         """
+        self._used = None
+        st = self._step(regs, callee_params, call_site)
+        if st.regs is not None and st.method in ("frame_data", "fpo"):
+            st.record = self._used
+        return st
+
+    def _step(self, regs: dict[str, int], callee_params: int, call_site: bool | None) -> Step:
         pc, sp = regs["eip"] & MASK32, regs["esp"] & MASK32
         if call_site is None:
             call_site = bool(callee_params)
@@ -176,6 +185,7 @@ class X86Unwinder:
             # a return address right after a call that ends its function (a noreturn
             # call) lies in the next function: the call belongs to the one before
             record = self._lookup(pc - 1)
+        self._used = record
         params = fpo.sizes_of(record).params if record is not None else 0
         if starts_here and not call_site:
             # stopped on a function's first instruction: nothing is pushed yet
@@ -214,6 +224,25 @@ class X86Unwinder:
         if st is not None and _grows(st, sp):
             return st
         return Step(None)
+
+
+def fpo_annotation(record, trap_frame: int | None = None) -> str:
+    """What ``kv`` prints after a frame's name about its record: ``FPO: [2,0,0]`` (parameter,
+    local and saved-register dwords), ``FPO: [Uses EBP] [0,0,4]``, ``FPO: [Non-Fpo]`` for
+    functions that keep an EBP frame, ``FPO: [0,0] TrapFrame @ 8013eee8`` for trap handlers."""
+    sz = fpo.sizes_of(record)
+    p, lo, r = sz.params // 4, sz.locals // 4, sz.saved_regs // 4
+    if hasattr(record, "program"):
+        prog = record.program or ""
+        if prog.split()[:3] == ["$T0", "$ebp", "="] or " @ " in prog:
+            return "FPO: [Non-Fpo]"
+        return f"FPO: [{p},{lo},{r}]"
+    if record.frame_type == fpo.FRAME_NONFPO:
+        return "FPO: [Non-Fpo]"
+    if record.frame_type in (fpo.FRAME_TRAP, fpo.FRAME_TSS):
+        what = "TrapFrame" if record.frame_type == fpo.FRAME_TRAP else "TaskGate"
+        return f"FPO: [{p},{lo}] {what} @ {trap_frame:08x}" if trap_frame is not None else f"FPO: [{p},{lo}]"
+    return f"FPO: {'[Uses EBP] ' if record.uses_bp else ''}[{p},{lo},{r}]"
 
 
 def _function_start(record) -> bool:
@@ -437,6 +466,12 @@ def walk_x86(dump, resolver, kernel, regs: dict[str, int], max_frames: int, *, r
                 st.method = "trap_frame"
             else:
                 st.trap_frame = None
+        if st.trap_frame is None:
+            # WinDbg's ChildEBP: the slot below the return address (ebp itself in an EBP frame,
+            # where ebp would be in a frame without one)
+            f.fp = (st.regs["esp"] - 8) & MASK32
+        if st.record is not None:
+            f.fpo_info = fpo_annotation(st.record, f.trap_frame)
         regs = {k: v & MASK32 for k, v in st.regs.items()}
         method, callee_params = st.method, st.params
         call_site = st.trap_frame is None  # a trap frame resumes where the trap hit

@@ -33,6 +33,7 @@ def main() -> int:
     ap.add_argument("--only", default="", help="substring of the seed file names to use")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--skip", default="", help="comma list: dumps,writer,pdb,pe")
+    ap.add_argument("--synth", type=int, default=0, help="also this many swizzled synthetic kernels")
     a = ap.parse_args()
     corpus = corpus_root()
     if corpus is None:
@@ -67,6 +68,16 @@ def main() -> int:
                 jobs.append({"args": args, "cache_dir": cache})
                 meta.append((name, recipe, [f]))
 
+    kinds = ("kernel_bitmap", "full", "complete_bitmap")
+    for i in range(a.synth):  # synthetic kernels whose pool and stack pointers are swizzled
+        f = out / f"swizzled-{i:03d}.dmp"
+        write_hostile_dump(corpus, f, kinds[i % 3], swizzle=a.seed * 1000 + i)
+        f.chmod(0o444)
+        base = ["-y", str(clean_store), "--offline", "--symbols-dir", str(isf)]
+        cmds = "!analyze -v; " + runner.BROAD_COMMANDS + "; !process 0 7; !process 0 1f; ~1s; kv; !thread"
+        jobs.append({"args": base + ["-c", cmds, str(f)], "cache_dir": cache})
+        meta.append((f.name, (("synth-swizzle", a.seed * 1000 + i, kinds[i % 3]),), [f]))
+
     rizin = corpus / "dumps" / "rizin-triage_x64.dmp"
     for which, rec_fn, wanted in (
         (STORE_PDB, mutate.pdb_recipes, "pdb"),
@@ -85,7 +96,9 @@ def main() -> int:
     # warm the kernel-table index once, then run everything
     runner.run_cli(["--offline", "--symbols-dir", str(isf), "-c", "vertarget", str(rizin)], cache_dir=cache)
     print(f"{len(jobs)} runs over {len(seeds)} seed dumps + store files", flush=True)
-    results = runner.run_many(jobs, workers=a.workers)
+    results = runner.run_many(
+        jobs, workers=a.workers, progress=lambda d, n: d % 100 == 0 and print(f"{d}/{n}", flush=True)
+    )
     found = []
     slowest = 0.0
     for (name, recipe, files), run in zip(meta, results, strict=True):

@@ -7,6 +7,9 @@ can be printed, pasted into a bug report and replayed with :func:`apply`:
 - ``("u16"|"u32"|"u64", off, value)``  overwrite a little-endian word (skipped past EOF)
 - ``("xor", off, mask)``     flip bits of one byte
 - ``("junk", off, n, seed)`` overwrite ``n`` bytes with seeded random bytes
+- ``("swz", off, n, seed, va)`` rewrite some kernel-pointer-looking qwords in ``[off, off+n)``
+  (``va`` is the virtual address of ``off``, 0 when unknown) to point at themselves, at a
+  neighbour, nowhere, or off the canonical range: looping LIST_ENTRYs and wild pointers
 
 The generators aim at the structures a reader trusts: the dump header, the
 TRIAGE_DUMP header and the tables it points at (data blocks, driver list,
@@ -50,9 +53,27 @@ def apply(data: bytes, recipe: Recipe) -> bytes:
             if 0 <= off < len(buf):
                 n = min(n, len(buf) - off)
                 buf[off : off + n] = random.Random(seed).randbytes(n)
+        elif kind == "swz":
+            _, off, n, seed, va = op
+            _swizzle(buf, off, n, random.Random(seed), va)
         else:
             raise ValueError(f"unknown mutation {op!r}")
     return bytes(buf)
+
+
+def _swizzle(buf: bytearray, off: int, n: int, rng: random.Random, va: int) -> None:
+    end = min(len(buf), off + n) - 8
+    pos = off + (-off % 8)
+    while pos <= end:
+        v = int.from_bytes(buf[pos : pos + 8], "little")
+        if v >> 47 == 0x1FFFF and rng.random() < 0.35:
+            here = va + (pos - off) if va else 0
+            choices = [0, 0xFFFF_FFFF_FFFF_FFFF, v ^ (1 << 50), v + 1, v - 0x10, v + 0x1000]
+            if here:
+                choices += [here, here, here - 8, here + 16]
+            new = rng.choice(choices)
+            buf[pos : pos + 8] = (new & 0xFFFF_FFFF_FFFF_FFFF).to_bytes(8, "little")
+        pos += 8
 
 
 def describe(recipe: Recipe) -> str:
@@ -184,6 +205,27 @@ def _word_ops(fields, rng: random.Random, size: int, original: dict[str, int] | 
     return ops
 
 
+def _pointer_regions(data: bytes, lay: DumpLayout, rng: random.Random) -> list[tuple[int, int, int]]:
+    """(file offset, size, virtual address or 0) of memory holding kernel structures."""
+    size = len(data)
+    if not lay.triage:
+        return [(lay.header_size, size - lay.header_size, 0)]
+    t = lay.triage
+    regions = []
+    if t["CallStackOffset"] and t["SizeOfCallStack"]:
+        regions.append((t["CallStackOffset"], t["SizeOfCallStack"], t["TopOfStack"]))
+    if t["PrcbOffset"] and t["PrcbOffset"] + 16 <= size:
+        regions.append((t["PrcbOffset"], 0x1000, 0))
+        if t["ThreadOffset"]:
+            thread_va = struct.unpack_from("<Q", data, t["PrcbOffset"] + 8)[0]
+            regions.append((t["ThreadOffset"], 0x800, thread_va))
+    if t["ProcessOffset"]:
+        regions.append((t["ProcessOffset"], 0x800, 0))
+    for _e, addr, off, n in rng.sample(lay.blocks or [], min(6, len(lay.blocks or []))):
+        regions.append((off, n, addr))
+    return regions or [(lay.header_size, size - lay.header_size, 0)]
+
+
 def dump_recipes(data: bytes, seed: int, count: int) -> list[Recipe]:
     """``count`` varied recipes for ``data`` (a 64-bit dump), the same for the same seed and bytes."""
     rng = random.Random(seed)
@@ -219,6 +261,9 @@ def dump_recipes(data: bytes, seed: int, count: int) -> list[Recipe]:
                                "StringPoolOffset", "DataBlocksOffset", "DebuggerDataOffset",
                                "UnloadedDriversOffset") if 0 < t[k] < size]  # fmt: skip
     hot = [h for h in hot if h < size]
+    for _ in range(max(4, count // 5)):  # wild and self-referencing pointers inside captured memory
+        off, n, va = rng.choice(_pointer_regions(data, lay, rng))
+        singles.append((("swz", off, n, rng.randrange(1 << 30), va),))
     for _ in range(max(4, count // 6)):
         at = rng.choice(hot) + rng.randrange(0x200) if rng.random() < 0.7 else rng.randrange(size)
         singles.append((("junk", at, rng.choice([8, 64, 512, 4096]), rng.randrange(1 << 30)),))

@@ -106,10 +106,22 @@ def run_cli(
     return run
 
 
-def run_many(jobs: list[dict], workers: int = 2) -> list[CliRun]:
-    """``run_cli(**job)`` for each job, ``workers`` at a time, results in order."""
+def run_many(jobs: list[dict], workers: int = 2, progress=None) -> list[CliRun]:
+    """``run_cli(**job)`` for each job, ``workers`` at a time, results in order.
+
+    ``progress(done, total)`` is called after each run when given.
+    """
+    done = [0]
+
+    def one(job):
+        r = run_cli(**job)
+        done[0] += 1
+        if progress is not None:
+            progress(done[0], len(jobs))
+        return r
+
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(lambda j: run_cli(**j), jobs))
+        return list(pool.map(one, jobs))
 
 
 #: the exception's name as Python prints it, not inside a symbol name like HalpMcaMemoryErrorRecord

@@ -36,8 +36,15 @@ def load_table(corpus: Path):
     return _table_cache[key]
 
 
-def hostile_kernel(corpus: Path, *, cycles: bool = True, evil: bool = True, processes: int = 8):
-    """A synthetic kernel with looping lists and (optionally) path-like module base names."""
+def hostile_kernel(
+    corpus: Path, *, cycles: bool = True, evil: bool = True, processes: int = 8, swizzle: int | None = None
+):
+    """A synthetic kernel with looping lists and (optionally) path-like module base names.
+
+    ``swizzle`` (a seed) also rewrites a third of the kernel pointers in pool and
+    stack pages to point at themselves, a neighbour, nowhere or off the canonical
+    range (see :func:`fuzz.mutate.apply`'s ``swz``).
+    """
     from bugcheck.dumpfile.synth import build_kernel
 
     table = load_table(corpus)
@@ -71,6 +78,15 @@ def hostile_kernel(corpus: Path, *, cycles: bool = True, evil: bool = True, proc
         mem.put(at, at, 8)
         link = mem.offset(kldr, "InLoadOrderLinks")
         mem.put(k.modules[-1].entry + link, k.modules[1].entry + link, 8)
+    if swizzle is not None:
+        import random
+
+        from fuzz.mutate import _swizzle
+
+        rng = random.Random(swizzle)
+        for va in sorted(mem.pages):
+            if va < k.kernel_base and rng.random() < 0.5:  # pool and stacks, not the image or KDBG
+                _swizzle(mem.pages[va], 0, len(mem.pages[va]), rng, va)
     return k
 
 

@@ -87,13 +87,6 @@ def current_tick(kernel) -> tuple[int | None, int]:
     return _read_uint(kernel, sym, 4), base
 
 
-def _image_of(kernel, address: int | None) -> str | None:
-    if not address:
-        return None
-    p = kernel.process(address)
-    return p.image_name if p is not None else None
-
-
 def wait_objects(kernel, t: Thread) -> tuple[list[dict], str | None]:
     """The objects a waiting thread waits on, from its wait block chain (bounded)."""
     wb_type = kernel.types.get("_KWAIT_BLOCK")
@@ -189,29 +182,76 @@ def _state_text(kernel, t: Thread, running_on: int | None) -> str:
     return name
 
 
-def _running_on(kernel, address: int) -> int | None:
-    for p in kernel.processors():
-        if p.current_thread == address:
-            return p.index
-    return None
+class ListingFacts:
+    """What every thread of one listing shares (``!process 0 7`` asks for it thousands of times):
+    the tick values, which thread runs where, and each owning process's image and device map.
+    Filled on first use; dump memory never changes, so a listing can keep it throughout."""
+
+    def __init__(self, kernel):
+        self.kernel = kernel
+        self._increment: tuple | None = None
+        self._tick: tuple | None = None
+        self._running: dict[int, int] | None = None
+        self._processes: dict[int, tuple] = {}
+
+    def max_increment(self):
+        if self._increment is None:
+            self._increment = (max_increment(self.kernel),)
+        return self._increment[0]
+
+    def current_tick(self):
+        if self._tick is None:
+            self._tick = current_tick(self.kernel)
+        return self._tick
+
+    def running_on(self, address: int) -> int | None:
+        if self._running is None:
+            running: dict[int, int] = {}
+            for p in self.kernel.processors():
+                running.setdefault(p.current_thread, p.index)
+            self._running = running
+        return self._running.get(address)
+
+    def image_of(self, address: int | None) -> str | None:
+        return self._process(address)[1] if address else None
+
+    def device_map(self, address: int | None):
+        return self._process(address)[0] if address else None
+
+    def _process(self, address: int) -> tuple:
+        got = self._processes.get(address)
+        if got is None:
+            view = self.kernel.process(address)
+            got = (
+                view.f("DeviceMap") if view is not None else None,
+                view.image_name if view is not None else None,
+            )
+            self._processes[address] = got
+        return got
 
 
-def thread_info(session, kernel, t: Thread, with_stack: bool = True) -> dict:
-    """Every field of kd's THREAD block for ``t`` (None where the dump has no data)."""
+def thread_info(
+    session, kernel, t: Thread, with_stack: bool = True, facts: ListingFacts | None = None
+) -> dict:
+    """Every field of kd's THREAD block for ``t`` (None where the dump has no data).
+
+    ``facts``: a :class:`ListingFacts` shared by the threads of one listing (one is made when absent).
+    """
     ps = kernel.pointer_size
     if t.f("Tcb.Header.Type") is None:
         return {"pointer_size": ps, "address": t.address, "unreadable": True, "state": None}
+    if facts is None:
+        facts = ListingFacts(kernel)
     pid, tid = t.cid
-    running_on = _running_on(kernel, t.address)
+    running_on = facts.running_on(t.address)
     owner = t.f("Tcb.Process") or t.f("Tcb.ApcState.Process")
     apc_proc = t.f("Tcb.ApcState.Process")
     attached = apc_proc if apc_proc and owner and apc_proc != owner else None
-    owner_view = kernel.process(owner) if owner else None
-    device_map = owner_view.f("DeviceMap") if owner_view is not None else None
+    device_map = facts.device_map(owner)
     waits, wait_warning = wait_objects(kernel, t) if t.state == 5 else ([], None)
     irps, irp_warning = irp_list(kernel, t)
 
-    inc = max_increment(kernel)
+    inc = facts.max_increment()
     increment_error = None if inc is not None else "ReadMemory error: Cannot get nt!KeMaximumIncrement value."
     user_ticks, kernel_ticks = t.f("Tcb.UserTime"), t.f("Tcb.KernelTime")
 
@@ -221,7 +261,7 @@ def thread_info(session, kernel, t: Thread, with_stack: bool = True) -> dict:
         return ticks * (inc or 0)
 
     wait_tick = t.f("Tcb.WaitTime")
-    now, shared = current_tick(kernel)
+    now, shared = facts.current_tick()
     ticks = ticks_time = None
     shared_error = None
     if now is None:
@@ -265,9 +305,9 @@ def thread_info(session, kernel, t: Thread, with_stack: bool = True) -> dict:
         "impersonation_token": imp_token,
         "device_map": device_map,
         "owning_process": owner,
-        "owning_image": _image_of(kernel, owner),
+        "owning_image": facts.image_of(owner),
         "attached_process": attached,
-        "attached_image": _image_of(kernel, attached),
+        "attached_image": facts.image_of(attached),
         "wait_start_tick": wait_tick,
         "current_tick": now,
         "ticks": ticks,
@@ -329,7 +369,8 @@ def thread_stack(session, kernel, t: Thread, running_on: int | None):
         sw = session_walk(session, context=ctx)
     except (BugcheckError, ValueError) as e:
         return None, [f"Unable to get the stack of this thread: {e}"], str(e)
-    return sw.to_dict(), render.thread_stack_lines(sw.to_dict(), ps), None
+    frames = sw.to_dict()
+    return frames, render.thread_stack_lines(frames, ps), None
 
 
 def parse_thread_args(session, args: str) -> tuple[int | None, int]:

@@ -126,28 +126,32 @@ def _symbols_cache(resolver, dump) -> dict | None:
     return cache.setdefault(("stack-walker-symbols", id(dump)), {})
 
 
-def _cached_symbol(resolver, names: dict | None, pc: int) -> str:
-    """``_symbol`` kept per address; an entry holds the module and symbol objects it came from
-    and is used only while the resolver still answers with those same objects."""
-    if names is None:
-        return _symbol(resolver, pc)
+def _cached_entry(resolver, names: dict, pc: int) -> tuple:
+    """(module, symbols state, symbol source, image, call-site text) for ``pc``, kept per address.
+
+    ``names`` lives in ``resolver.cache``, which the resolver replaces whenever its module list
+    changes, so the module found for an address stays right; an entry is used only while the
+    resolver still holds the same symbols and image objects for that module.
+    """
+    hit = names.get(pc)
+    if hit is not None:
+        module = hit[0]
+        if module is None:
+            return hit
+        ms = resolver.state(module)
+        if hit[1] is ms and hit[2] is ms.symbols and hit[3] is ms.image:
+            return hit
     try:
         module = resolver.module_at(pc)
     except BugcheckError:
-        return _symbol(resolver, pc)
-    hit = names.get(pc)
-    if hit is not None and hit[0] is module:
-        if module is None:
-            return hit[4]
-        ms = resolver.state(module)
-        if hit[1] is ms and hit[2] is ms.symbols and hit[3] is ms.image:
-            return hit[4]
+        return (None, None, None, None, _symbol(resolver, pc), False)
     text = _symbol(resolver, pc)
     ms = resolver.state(module) if module is not None else None
     if len(names) >= MAX_SYMBOLS:
         names.clear()
-    names[pc] = (module, ms, getattr(ms, "symbols", None), getattr(ms, "image", None), text)
-    return text
+    entry = (module, ms, getattr(ms, "symbols", None), getattr(ms, "image", None), text, True)
+    names[pc] = entry
+    return entry
 
 
 class _Unwinder:
@@ -174,7 +178,17 @@ class _Unwinder:
         self.names = _symbols_cache(resolver, dump)
 
     def symbol(self, pc: int) -> str:
-        return _cached_symbol(self.resolver, self.names, pc)
+        if self.names is None:
+            return _symbol(self.resolver, pc)
+        return _cached_entry(self.resolver, self.names, pc)[4]
+
+    def module_of(self, pc: int):
+        """``resolver.module_at(pc)`` (None when it fails), from the per-address entries."""
+        if self.names is not None:
+            entry = _cached_entry(self.resolver, self.names, pc)
+            if entry[5]:
+                return entry[0]
+        return self.code.module(pc)
 
     # -- memory ---------------------------------------------------------------------------------
     def u64(self, va: int) -> int:
@@ -223,7 +237,7 @@ class _Unwinder:
     def caller(self, frame: Frame, regs: dict[str, int]):
         """(caller regs, method) for ``frame``, or None when the walk must stop; sets frame.trap_frame."""
         pc, sp = regs["rip"], regs["rsp"]
-        module = self.code.module(pc)
+        module = self.module_of(pc)
         if module is not None:
             lookup = self.lookup_for(module)
             if lookup is not None:
@@ -547,8 +561,11 @@ def _finish(sw: StackWalk, dump, resolver, ps: int, unwinder: _Unwinder | None =
             f.args = args
         if not f.symbol:
             f.symbol = unwinder.symbol(f.pc) if unwinder is not None else _symbol(resolver, f.pc)
-        try:
-            m = resolver.module_at(f.pc)
-        except BugcheckError:
-            m = None
+        if unwinder is not None:
+            m = unwinder.module_of(f.pc)
+        else:
+            try:
+                m = resolver.module_at(f.pc)
+            except BugcheckError:
+                m = None
         f.module = m.name if m is not None else None

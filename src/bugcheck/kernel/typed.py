@@ -204,6 +204,18 @@ class StructView:
                 return default
         if acc is _UNKNOWN or acc is _NOT_SCALAR:
             return default
+        snap = self._snapshot
+        if snap is not None and not snap[1]:
+            # the common case, inline: a field of an object already read whole without holes
+            off, size, shift, mask, sign = acc
+            data = snap[0]
+            if off + size <= len(data):
+                raw = int.from_bytes(data[off : off + size], "little")
+                if mask is not None:
+                    return (raw >> shift) & mask
+                if sign and raw & sign:
+                    raw -= sign << 1
+                return raw
         try:
             return self._value(acc)
         except (KeyError, MemoryNotPresent, BugcheckError):

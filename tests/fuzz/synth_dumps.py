@@ -94,8 +94,50 @@ def _read_ptr(mem, va: int) -> int:
     return int.from_bytes(mem.read(va, 8), "little")
 
 
-def write_hostile_dump(corpus: Path, path: Path, kind: str = "kernel_bitmap", **kw) -> Path:
+def write_hostile_dump(
+    corpus: Path, path: Path, kind: str = "kernel_bitmap", *, ram_size: int = 16 << 20, **kw
+) -> Path:
+    """The hostile kernel written as ``kind``; 16 MB of RAM keeps full dumps small and quick."""
     from bugcheck.dumpfile.synth import write_kernel_dump
 
-    write_kernel_dump(hostile_kernel(corpus, **kw), path, kind)
+    write_kernel_dump(hostile_kernel(corpus, **kw), path, kind, ram_size=ram_size)
+    return path
+
+
+#: a 2 MB pool region turned into one endless-looking list: each 16-byte slot's Flink is the next slot
+LADDER_VA = 0xFFFFC08C_00000000
+LADDER_SIZE = 0x200000
+
+
+def _ladder_bytes(va: int = LADDER_VA, size: int = LADDER_SIZE) -> bytes:
+    import struct
+
+    buf = bytearray(size)
+    for off in range(0, size, 16):
+        struct.pack_into("<QQ", buf, off, va + off + 16, va + off - 16)
+    return bytes(buf)
+
+
+def write_ladder_dump(corpus: Path, path: Path, *, processes: bool = False, threads: bool = False,
+                      irps: bool = False) -> Path:  # fmt: skip
+    """A kernel whose chosen lists never loop but never end: 65536+ distinct entries, all garbage.
+
+    Cycle detection does not stop such a list; only a bound on the work does.
+    ``processes``: PsActiveProcessHead enters the ladder; ``threads``: the crashing
+    process's ThreadListHead does; ``irps``: the crashing thread's IrpList does.
+    """
+    from bugcheck.dumpfile.synth import write_kernel_dump
+
+    k = hostile_kernel(corpus, cycles=False, evil=False)
+    mem, table = k.memory, load_table(corpus)
+    mem.write(LADDER_VA, _ladder_bytes())
+    ep, et = table.find_type("_EPROCESS"), table.find_type("_ETHREAD")
+    crash = k.processes[-1]
+    if processes:
+        mem.put(k.symbols["PsActiveProcessHead"], LADDER_VA + 0x1000, 8)
+    if threads:
+        mem.put(crash.address + mem.offset(ep, "ThreadListHead"), LADDER_VA + 0x2000, 8)
+    if irps:
+        mem.put(crash.threads[0].address + mem.offset(et, "IrpList"), LADDER_VA + 0x3000, 8)
+    write_kernel_dump(k, path, "kernel_bitmap", ram_size=16 << 20)
     return path

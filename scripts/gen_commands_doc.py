@@ -123,7 +123,8 @@ SYNTAX: dict[str, list[str]] = {
     "u": ["u [ADDRESS] [L COUNT | END]"],
     "ub": ["ub [ADDRESS] [L COUNT]"],
     "uf": ["uf ADDRESS"],
-    "k": ["k[b|v|c|p|P|n|f|L|d...] [FRAMES]", "k[b|v|...] = BASEPTR STACKPTR INSTRUCTIONPTR [FRAMES]"],
+    "k": ["k[b|v|c|p|P|n|f|L...] [FRAMES]", "k[b|v|...] = BASEPTR STACKPTR INSTRUCTIONPTR [FRAMES]"],
+    "kd": ["kd [COUNT]"],
     ".trap": [".trap [ADDRESS]"],
     ".cxr": [".cxr [ADDRESS]"],
     ".thread": [".thread [ADDRESS]"],
@@ -177,8 +178,8 @@ NOT_YET: dict[str, str] = {
     "uf": "Options (`/c /o /i /D` ...) are ignored.",
     "r": "No register masks (`rM`), no floating-point or vector registers (`r xmm0` is a "
     "`Bad register error`). `r REG=EXPR` changes a copy of the context, never the dump.",
-    "k": "`kp`/`kP` print no parameter lists (no private symbols are used); the `L` (source lines) and "
-    "`d` (raw stack) letters are accepted but change nothing; frame numbers are always shown. "
+    "k": "`kp`/`kP` print no parameter lists (no private symbols are used); the `L` (source lines) "
+    "letter is accepted but changes nothing; frame numbers are always shown. "
     "The count is capped at 0x400 frames.",
     ".trap": "On x86 and ARM64 the trap frame layout comes from kernel symbols (`_KTRAP_FRAME`); "
     "without them the command fails. `.trap` alone resets the context silently.",

@@ -475,3 +475,78 @@ def test_trap_frame_registers_user_mode_and_implausible():
     mem[0x106C] = 0  # no code segment: not a trap frame
     assert trap_frame_registers(mem.__getitem__, 0x1000, TRAP_FRAME_X86) is None
     assert trap_frame_registers(mem.__getitem__, 0x5000, TRAP_FRAME_X86) is None  # unreadable
+
+
+EXE = 0x00400000
+
+
+@pytest.fixture(scope="module")
+def inject():
+    from bugcheck.symbols.pdb import open_pdb
+    from bugcheck.symbols.pe import PeImage
+
+    img = PeImage.from_file(corpus_file("images", "debugpy", "inject_dll_x86.exe"))
+    pdb = open_pdb(corpus_file("symbols", "pdb", "debugpy", "inject_dll_x86.pdb"))
+    assert pdb.matches(img.codeview.guid, img.codeview.age)
+    return img, pdb
+
+
+def test_classic_fpo_record_of_a_crt_helper(inject):
+    """_aulldiv (hand-written assembly) has only an FPO_DATA record: 2 dwords of locals
+    (its two pushes), 4 dwords of parameters. Its caller's return address is a real call site."""
+    img, pdb = inject
+    rec = fpo_at(pdb.fpo, 28304 + 0x10)
+    assert (rec.rva, rec.locals_dwords, rec.params_dwords) == (28304, 2, 4) and pdb.frame_data_at(
+        28304 + 0x10
+    ) is None
+    s = bytearray(0x600)
+    struct.pack_into("<7I", s, 0x100, 0x5E5E, 0xB0B0, EXE + 0x10A53, 10, 0, 3, 0)  # esi, ebx, ret, 2 x u64
+    struct.pack_into("<II", s, 0x400, 0, 0)
+    dump = FakeDump({STACK: s})
+    res = resolver_for([("inject_dll_x86.exe", EXE, img.size_of_image, pdb, img)])
+    regs = {"eip": EXE + 28304 + 0x10, "esp": STACK + 0x100, "ebp": STACK + 0x400}
+    sw = walk(dump, res, None, regs, 8)
+    f = sw.frames
+    assert (f[1].pc, f[1].sp, f[1].method, f[1].context["ebp"]) == (
+        EXE + 0x10A53,
+        STACK + 0x10C,
+        "fpo",
+        STACK + 0x400,
+    )
+    assert f[1].symbol.endswith("!__crt_strtox::divide+0x2c3")
+    assert f[0].args[:3] == [10, 0, 3]
+    assert getattr(f[0], "fpo_info", None) == "FPO: [4,2,0]"
+
+
+def test_in_prolog_only_what_is_pushed_counts(inject, xp):
+    """Frame 0 stopped inside a prolog a single record describes: the finished frame is not
+    there yet; the return address is the first call site at or above esp."""
+    img, pdb = inject
+    rec = fpo_at(pdb.fpo, 44928 + 1)  # _local_unwind4: push ebx; push esi; push edi (3-byte prolog)
+    assert (rec.prolog_size, rec.saved_regs) == (3, 3)
+    s = bytearray(0x200)
+    struct.pack_into("<5I", s, 0x100, 0xB0B0, EXE + 0xB052, 0x11, 0x22, 0x33)  # ebx pushed, ret, args
+    struct.pack_into("<I", s, 0x100 + 12, EXE + 0xB0E0)  # a stale call site where the full frame's would be
+    dump = FakeDump({STACK: s})
+    res = resolver_for([("inject_dll_x86.exe", EXE, img.size_of_image, pdb, img)])
+    sw = walk(dump, res, None, {"eip": EXE + 44928 + 1, "esp": STACK + 0x100, "ebp": 0}, 2)
+    assert (sw.frames[1].pc, sw.frames[1].sp, sw.frames[1].method) == (EXE + 0xB052, STACK + 0x108, "fpo")
+    # past the prolog the record holds: the return address is above the three saved registers
+    struct.pack_into("<4I", s, 0x100, 1, 2, 3, EXE + 0xB0E0)
+    sw = walk(dump, res, None, {"eip": EXE + 44928 + 8, "esp": STACK + 0x100, "ebp": 0}, 2)
+    assert (sw.frames[1].pc, sw.frames[1].sp) == (EXE + 0xB0E0, STACK + 0x110)
+
+    # an EBP-frame record (XP's CcCanIWrite, 22-byte prolog) 3 bytes in: ebp pushed, not yet set up
+    fd = xp.frame_data_at(38440 + 3)
+    assert fd.rva == 38440 and fd.prolog_size == 22 and fd.program.startswith("$T0 $ebp =")
+    s = bytearray(0x800)
+    struct.pack_into("<II", s, 0x100, STACK + 0x500, NT + 0x5123)  # saved ebp, return address
+    struct.pack_into("<II", s, 0x500, STACK + 0x600, 0)  # the caller's own frame
+    dump = FakeDump({STACK: s})
+    res = resolver_for([("ntkrnlpa.exe", NT, 0x1F8000, xp, None)])
+    sw = walk(dump, res, None, {"eip": NT + 38440 + 3, "esp": STACK + 0x100, "ebp": STACK + 0x500}, 2)
+    assert (sw.frames[1].pc, sw.frames[1].sp, sw.frames[1].context["ebp"]) == (
+        NT + 0x5123,
+        STACK + 0x108,
+        STACK + 0x500,
+    )

@@ -142,6 +142,38 @@ class X86Unwinder:
         new.update(eip=ret, esp=(ebp + 8) & MASK32, ebp=caller_ebp)
         return Step(new, "frame_pointer", params, trap_frame=trap_frame)
 
+    def _in_prolog(self, pc: int, record) -> bool:
+        """Is pc inside the prolog a whole-function record describes (its frame half built)?
+
+        MSVC and clang split prologs into records of their own (each says what is pushed
+        so far); a single record with a prolog size describes the finished frame only."""
+        rva_of = getattr(self.records, "rva_of", None)
+        if rva_of is None or not getattr(record, "prolog_size", 0):
+            return False
+        rva = rva_of(pc)
+        return rva is not None and record.rva < rva < record.rva + record.prolog_size
+
+    def _prolog_step(self, regs: dict[str, int], record, params: int) -> Step | None:
+        """Inside a prolog: the return address is the first believable one at or above esp
+        and at most where the finished frame would put it."""
+        if self.is_return is None:
+            return None
+        sp = regs["esp"] & MASK32
+        last = fpo.ra_search_start(record, sp, 0)
+        for slot in range(sp, min(last, sp + 4 * RA_SEARCH_WORDS) + 4, 4):
+            if self._believable(self._u32(slot)):
+                new = dict(regs)
+                new.update(eip=self._u32(slot), esp=(slot + 4) & MASK32)
+                prog = getattr(record, "program", "") or ""
+                if slot > sp and (
+                    prog.split()[:3] == ["$T0", "$ebp", "="] or getattr(record, "frame_type", 0) == 3
+                ):
+                    saved = self._u32(slot - 4)  # ``push ebp`` came first
+                    if saved is not None:
+                        new["ebp"] = saved
+                return Step(new, "frame_data" if hasattr(record, "program") else "fpo", params)
+        return None
+
     def _scan(self, regs: dict[str, int]) -> Step | None:
         if self.is_return is None:
             return None
@@ -194,6 +226,22 @@ class X86Unwinder:
                 new = dict(regs)
                 new.update(eip=ret, esp=(sp + 4) & MASK32)
                 return Step(new, "frame_data" if hasattr(record, "program") else "fpo", params)
+        if record is not None and not call_site and self._in_prolog(pc, record):
+            if _ebp_frame(record):
+                # once ``mov ebp, esp`` ran the frame holds: trust it when it lands on code
+                try:
+                    if hasattr(record, "program"):
+                        st = self._run(record, record.program, regs, callee_params, "frame_data")
+                    else:
+                        st = self._ebp_chain(regs, params) or Step(None)
+                        st.method = "fpo"
+                    if _grows(st, sp) and self._believable(st.regs["eip"]):
+                        return st
+                except fpo.ProgramError:
+                    pass
+            st = self._prolog_step(regs, record, params)
+            if st is not None:
+                return st
         if record is not None and hasattr(record, "program"):
             try:
                 st = self._run(record, record.program or "", regs, callee_params, "frame_data")
@@ -243,6 +291,13 @@ def fpo_annotation(record, trap_frame: int | None = None) -> str:
         what = "TrapFrame" if record.frame_type == fpo.FRAME_TRAP else "TaskGate"
         return f"FPO: [{p},{lo}] {what} @ {trap_frame:08x}" if trap_frame is not None else f"FPO: [{p},{lo}]"
     return f"FPO: {'[Uses EBP] ' if record.uses_bp else ''}[{p},{lo},{r}]"
+
+
+def _ebp_frame(record) -> bool:
+    """Does the record describe a function that builds an EBP frame (``push ebp; mov ebp, esp``)?"""
+    if hasattr(record, "program"):
+        return (record.program or "").split()[:3] == ["$T0", "$ebp", "="]
+    return record.frame_type == fpo.FRAME_NONFPO
 
 
 def _function_start(record) -> bool:
@@ -344,6 +399,13 @@ class ModuleRecords:
                 pdb = None
             self._pdbs[module.base] = pdb
         return self._pdbs[module.base]
+
+    def rva_of(self, pc: int) -> int | None:
+        try:
+            module = self.resolver.module_at(pc)
+        except BugcheckError:
+            return None
+        return None if module is None else pc - module.base
 
     def __call__(self, pc: int):
         try:

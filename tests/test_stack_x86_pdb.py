@@ -545,8 +545,11 @@ def test_in_prolog_only_what_is_pushed_counts(inject, xp):
     dump = FakeDump({STACK: s})
     res = resolver_for([("ntkrnlpa.exe", NT, 0x1F8000, xp, None)])
     sw = walk(dump, res, None, {"eip": NT + 38440 + 3, "esp": STACK + 0x100, "ebp": STACK + 0x500}, 2)
-    assert (sw.frames[1].pc, sw.frames[1].sp, sw.frames[1].context["ebp"]) == (
+    f1 = sw.frames[1]
+    assert (f1.pc, f1.sp, f1.context["ebp"], f1.method) == (
         NT + 0x5123,
         STACK + 0x108,
         STACK + 0x500,
+        "frame_data",
     )
+    assert sw.first_scan is None

@@ -15,7 +15,13 @@ knows the frame's shape. Per frame, the first that applies:
 
 Return-address searches (``.raSearch``) start where the record puts the return
 address and, when code is known, accept only believable return addresses.
-A malformed program ends the walk with a warning.
+Frame 0 may stop anywhere: on a function's first byte only the return address
+is pushed, and inside a prolog that a single record describes the return
+address is searched between esp and where the finished frame would put it.
+A trap handler (an FPO trap record, or ``nt!KiTrap0E`` and friends by name)
+points ebp at the ``_KTRAP_FRAME`` it built; the walk continues from the
+registers saved there (method ``trap_frame``). A malformed program ends the
+walk with a warning.
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ from bugcheck.errors import BugcheckError, MemoryNotPresent
 from bugcheck.stack import trapframe
 from bugcheck.stack.frames import Frame, StackWalk
 from bugcheck.stack.scan import SCAN_LIMIT, CodeMap, prolog_frame, return_strength, scan_for_return
+from bugcheck.stack.unwind_x64 import ImageLookup, UnwindError, virtual_unwind
 
 MASK64 = (1 << 64) - 1
 USER_LIMIT = 0x0000_8000_0000_0000
@@ -56,6 +57,8 @@ PAGE = 0x1000
 MAX_WALK_PAGES = 64
 #: bound on the call-site names kept across walks
 MAX_SYMBOLS = 1 << 15
+#: "find it out": the caller does not know the module yet
+_ASK = object()
 #: the four Args to Child in one unpack, per pointer size
 _ARGS = {4: struct.Struct("<4I"), 8: struct.Struct("<4Q")}
 
@@ -100,6 +103,17 @@ class _StackMemory:
                         raise MemoryNotPresent(max(start, va), "virtual")
                 return data[off : off + n]
         return self.dump.read_virtual(va, n)
+
+    def four_slots(self, va: int) -> list[int] | None:
+        """The four 8-byte values at ``va`` when one present page holds them all, else None."""
+        va &= MASK64
+        off = va & (PAGE - 1)
+        if off > PAGE - 32:
+            return None
+        page = self._page(va >> 12)
+        if page is None or page[1]:
+            return None
+        return list(_ARGS[8].unpack_from(page[0], off))
 
     def read_padded(self, va: int, n: int):
         """(bytes, holes) as ``read_virtual_padded`` gives them."""
@@ -213,8 +227,6 @@ class _Unwinder:
         """An ImageLookup for ``module`` when its unwind data is complete, else None."""
         if module.base in self._lookups:
             return self._lookups[module.base]
-        from bugcheck.stack.unwind_x64 import ImageLookup
-
         found = None
         im = self.code.image(module)
         candidates = [im] if im is not None else []
@@ -234,10 +246,13 @@ class _Unwinder:
         return found
 
     # -- one step -------------------------------------------------------------------------------
-    def caller(self, frame: Frame, regs: dict[str, int]):
-        """(caller regs, method) for ``frame``, or None when the walk must stop; sets frame.trap_frame."""
+    def caller(self, frame: Frame, regs: dict[str, int], module=_ASK):
+        """(caller regs, method) for ``frame``, or None when the walk must stop; sets frame.trap_frame.
+
+        ``module``: the module holding rip when the caller already knows it (None: no module)."""
         pc, sp = regs["rip"], regs["rsp"]
-        module = self.module_of(pc)
+        if module is _ASK:
+            module = self.module_of(pc)
         if module is not None:
             lookup = self.lookup_for(module)
             if lookup is not None:
@@ -328,8 +343,6 @@ class _Unwinder:
         return nxt == 0 or bool(return_strength(self.code, nxt))
 
     def _pdata_step(self, frame: Frame, regs, lookup):
-        from bugcheck.stack.unwind_x64 import UnwindError, virtual_unwind
-
         try:
             res = virtual_unwind(
                 regs, self.read, lookup, read_code=lookup.read_code, epilog_cache=lookup.epilog_cache
@@ -505,14 +518,20 @@ def _walk_x64(dump, resolver, kernel, regs, max_frames, store, first_method):
     for n in range(max_frames):
         pc, sp = regs["rip"] & MASK64, regs["rsp"] & MASK64
         f = Frame(n, pc, sp, context=dict(regs), method=method)
-        f.symbol = u.symbol(pc)
+        module = _ASK
+        if u.names is not None:
+            entry = _cached_entry(resolver, u.names, pc)
+            f.symbol, module = entry[4], entry[0]
+            f.module = module.name if module is not None else None
+        else:
+            f.symbol = _symbol(resolver, pc)
         frames.append(f)
         if method in ("scan", "prolog") and sw.first_scan is None:
             sw.first_scan = n
             sw.warnings.append(NO_UNWIND_WARNING)
         if pc == 0 or pc < USER_LIMIT:
             break  # user mode (or nothing): shown, not unwound
-        got = u.caller(f, regs)
+        got = u.caller(f, regs, module if regs["rip"] == pc else _ASK)
         if got is None:
             break
         new, method = got
@@ -546,6 +565,12 @@ def _finish(sw: StackWalk, dump, resolver, ps: int, unwinder: _Unwinder | None =
         nxt = frames[i + 1] if i + 1 < len(frames) else None
         f.return_address = nxt.pc if nxt is not None else 0
         base = nxt.sp if nxt is not None else f.sp + ps
+        if unwinder is not None and ps == 8:
+            got = unwinder.stack.four_slots(base)
+            if got is not None:
+                f.args = got
+                _frame_module(f, resolver, unwinder)
+                continue
         try:
             raw, holes = read_padded(base & MASK64, 4 * ps)
         except BugcheckError:
@@ -559,13 +584,19 @@ def _finish(sw: StackWalk, dump, resolver, ps: int, unwinder: _Unwinder | None =
                 absent = any(h < lo + ps and lo < h + n for h, n in holes)
                 args.append(None if absent else int.from_bytes(raw[k * ps : (k + 1) * ps], "little"))
             f.args = args
-        if not f.symbol:
-            f.symbol = unwinder.symbol(f.pc) if unwinder is not None else _symbol(resolver, f.pc)
-        if unwinder is not None:
-            m = unwinder.module_of(f.pc)
-        else:
-            try:
-                m = resolver.module_at(f.pc)
-            except BugcheckError:
-                m = None
-        f.module = m.name if m is not None else None
+        _frame_module(f, resolver, unwinder)
+
+
+def _frame_module(f: Frame, resolver, unwinder: _Unwinder | None) -> None:
+    if not f.symbol:
+        f.symbol = unwinder.symbol(f.pc) if unwinder is not None else _symbol(resolver, f.pc)
+    if unwinder is not None and unwinder.names is not None:
+        return  # the walk set it with the call-site name
+    if unwinder is not None:
+        m = unwinder.module_of(f.pc)
+    else:
+        try:
+            m = resolver.module_at(f.pc)
+        except BugcheckError:
+            m = None
+    f.module = m.name if m is not None else None

@@ -218,6 +218,48 @@ def _finish_epilog(regs, read: ReadFn, rsp: int, pops: list[int]):
     return new, restored
 
 
+_PUSH, _ALLOC, _SET_FP, _SAVE, _SAVE_XMM, _MACHFRAME = range(6)
+#: a plan for an unwind chain longer than MAX_CHAIN
+_TOO_LONG = ("too long",)
+
+
+def _plan(ui: UnwindInfo, prolog_offset: int):
+    """The unwind codes that apply at ``prolog_offset``, in order, through the chain: each a
+    ``(kind, ...)`` step. They depend only on the function and the offset, so a caller can keep
+    them per address. ``_TOO_LONG`` when the chain does not end within MAX_CHAIN."""
+    steps: list[tuple] = []
+    cur: UnwindInfo | None = ui
+    offset = prolog_offset
+    for _ in range(MAX_CHAIN):
+        if cur is None:
+            break
+        for c in cur.codes:
+            if c.offset > offset or c.op == UWOP_EPILOG and cur.version == 2:
+                continue
+            op = c.op
+            if op == UWOP_PUSH_NONVOL:
+                steps.append((_PUSH, GPR_NAMES[c.reg]))
+            elif op in (UWOP_ALLOC_LARGE, UWOP_ALLOC_SMALL):
+                steps.append((_ALLOC, c.value))
+            elif op in (UWOP_SET_FPREG, UWOP_SET_FPREG_LARGE):
+                steps.append((_SET_FP, cur.frame_register, c.value))
+            elif op in (UWOP_SAVE_NONVOL, UWOP_SAVE_NONVOL_FAR):
+                steps.append((_SAVE, GPR_NAMES[c.reg], c.value))
+            elif op in (UWOP_SAVE_XMM128, UWOP_SAVE_XMM128_FAR):
+                steps.append((_SAVE_XMM, f"xmm{c.reg}", c.value))
+            elif op in (UWOP_EPILOG, UWOP_SPARE_CODE):
+                pass  # version 1 retired SAVE_XMM forms: nothing a debugger needs
+            elif op == UWOP_PUSH_MACHFRAME:
+                steps.append((_MACHFRAME, c.info))
+        if cur.chained is None:
+            break
+        cur = cur.chained_info
+        offset = 1 << 62  # the parent's prolog ran completely
+    else:
+        return _TOO_LONG
+    return tuple(steps)
+
+
 def virtual_unwind(
     regs: dict[str, int],
     read: ReadFn,
@@ -264,49 +306,46 @@ def virtual_unwind(
             new, restored = _finish_epilog(regs, read, *hit)
             return UnwindResult(new, frozenset(restored), "epilog", establisher, base, func, ui)
 
+    plan = None
+    if epilog_cache is not None:
+        key = (rip, "plan")
+        plan = epilog_cache.get(key)
+        if plan is None:
+            if len(epilog_cache) >= EPILOG_CACHE_LIMIT:
+                epilog_cache.clear()
+            plan = epilog_cache[key] = _plan(ui, prolog_offset)
+    else:
+        plan = _plan(ui, prolog_offset)
+    if plan is _TOO_LONG:
+        raise UnwindError("unwind chain too long")
     new = dict(regs)
     restored: set[str] = set()
     machine_frame = False
-    cur: UnwindInfo | None = ui
-    offset = prolog_offset
-    for _ in range(MAX_CHAIN):
-        if cur is None:
-            break
-        for c in cur.codes:
-            if c.offset > offset or c.op == UWOP_EPILOG and cur.version == 2:
-                continue
-            op = c.op
-            if op == UWOP_PUSH_NONVOL:
-                new[GPR_NAMES[c.reg]] = _u64(read, new["rsp"])
-                restored.add(GPR_NAMES[c.reg])
-                new["rsp"] = (new["rsp"] + 8) & MASK64
-            elif op in (UWOP_ALLOC_LARGE, UWOP_ALLOC_SMALL):
-                new["rsp"] = (new["rsp"] + c.value) & MASK64
-            elif op in (UWOP_SET_FPREG, UWOP_SET_FPREG_LARGE):
-                new["rsp"] = (_reg(new, cur.frame_register) - c.value) & MASK64
-            elif op in (UWOP_SAVE_NONVOL, UWOP_SAVE_NONVOL_FAR):
-                new[GPR_NAMES[c.reg]] = _u64(read, establisher + c.value)
-                restored.add(GPR_NAMES[c.reg])
-            elif op in (UWOP_SAVE_XMM128, UWOP_SAVE_XMM128_FAR):
-                new[f"xmm{c.reg}"] = int.from_bytes(read((establisher + c.value) & MASK64, 16), "little")
-                restored.add(f"xmm{c.reg}")
-            elif op in (UWOP_EPILOG, UWOP_SPARE_CODE):
-                pass  # version 1 retired SAVE_XMM forms: nothing a debugger needs
-            elif op == UWOP_PUSH_MACHFRAME:
-                at = new["rsp"] + (8 if c.info else 0)
-                new["rip"] = _u64(read, at)
-                new["cs"] = _u64(read, at + 8) & 0xFFFF
-                new["efl"] = _u64(read, at + 16) & 0xFFFFFFFF
-                new["rsp"] = _u64(read, at + 24)
-                new["ss"] = _u64(read, at + 32) & 0xFFFF
-                restored.update(("rip", "cs", "efl", "ss"))
-                machine_frame = True
-        if cur.chained is None:
-            break
-        cur = cur.chained_info
-        offset = 1 << 62  # the parent's prolog ran completely
-    else:
-        raise UnwindError("unwind chain too long")
+    for step in plan:
+        kind = step[0]
+        if kind == _PUSH:
+            new[step[1]] = _u64(read, new["rsp"])
+            restored.add(step[1])
+            new["rsp"] = (new["rsp"] + 8) & MASK64
+        elif kind == _ALLOC:
+            new["rsp"] = (new["rsp"] + step[1]) & MASK64
+        elif kind == _SET_FP:
+            new["rsp"] = (_reg(new, step[1]) - step[2]) & MASK64
+        elif kind == _SAVE:
+            new[step[1]] = _u64(read, establisher + step[2])
+            restored.add(step[1])
+        elif kind == _SAVE_XMM:
+            new[step[1]] = int.from_bytes(read((establisher + step[2]) & MASK64, 16), "little")
+            restored.add(step[1])
+        else:  # _MACHFRAME
+            at = new["rsp"] + (8 if step[1] else 0)
+            new["rip"] = _u64(read, at)
+            new["cs"] = _u64(read, at + 8) & 0xFFFF
+            new["efl"] = _u64(read, at + 16) & 0xFFFFFFFF
+            new["rsp"] = _u64(read, at + 24)
+            new["ss"] = _u64(read, at + 32) & 0xFFFF
+            restored.update(("rip", "cs", "efl", "ss"))
+            machine_frame = True
     if not machine_frame:
         new["rip"] = _u64(read, new["rsp"])
         new["rsp"] = (new["rsp"] + 8) & MASK64

@@ -208,14 +208,14 @@ def _fail(path, problem: str) -> int:
 
 
 def _open(path: Path):
-    import bugcheck
+    from bugcheck.dumpfile import open_dump
 
     if not path.exists():
         raise BadFileError(path, "no such file")
     if path.is_dir():
         raise BadFileError(path, "is a directory, not a dump file")
     try:
-        return bugcheck.open(path)
+        return open_dump(path)
     except PermissionError as e:
         raise BadFileError(path, "permission denied") from e
     except IsADirectoryError as e:

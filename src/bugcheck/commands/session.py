@@ -246,9 +246,9 @@ class Session:
     @classmethod
     def open(cls, path, **options) -> Session:
         """Open a dump file and start a session on it (options as for the constructor)."""
-        import bugcheck
+        from bugcheck.dumpfile import open_dump
 
-        return cls(bugcheck.open(path), **options)
+        return cls(open_dump(path), **options)
 
     # -- lazily filled slots ---------------------------------------------------------------------
     def _slot(self, name: str, default: Callable[[], Any] | None = None):

@@ -110,3 +110,27 @@ def test_truncated_everywhere_is_one_line(env):
     for run, c in zip(results, cuts, strict=True):
         if c < 0x2000:  # the dump header itself is incomplete: nothing to analyze
             assert run.returncode == 2, (c, run.stdout[:300])
+
+
+def test_truncated_triage_is_still_analyzed(env):
+    """Cut inside the data blocks: the header, context and stack survive, so !analyze still answers."""
+    corpus, root, cache, store = env
+    data = (corpus / "dumps" / "rizin-triage_x64.dmp").read_bytes()
+    lay = mutate.dump_layout(data)
+    t = lay.triage
+    stack_end = t["CallStackOffset"] + t["SizeOfCallStack"]
+    tables_end = max(t["DataBlocksOffset"] + 16 * t["DataBlocksCount"], stack_end)
+    last_block_end = max(off + n for _e, _a, off, n in lay.blocks)
+    cuts = [tables_end + 0x100, (tables_end + last_block_end) // 2, last_block_end - 0x10]
+    jobs, meta = [], []
+    for c in cuts:
+        f = write_case(root / f"partial-{c:x}.dmp", data[:c])
+        args = ["-y", str(store), "--offline", "--symbols-dir", str(corpus / "symbols" / "isf"), str(f)]
+        jobs.append({"args": args, "cache_dir": cache})
+        meta.append(("rizin", (("cut", c),), f))
+    for run, c in zip(_check(jobs, meta), cuts, strict=True):
+        assert run.returncode == 0, (c, run.stderr)
+        assert "WARNING: Dump file has been truncated" in run.stdout, c
+        assert "point beyond the end of the file" in run.stdout, c
+        assert "Bugcheck Analysis" in run.stdout and "FAILURE_BUCKET_ID:" in run.stdout, c
+        assert "amdppm" in run.stdout.split("FAILURE_BUCKET_ID:")[1].splitlines()[0], c

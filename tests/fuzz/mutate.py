@@ -310,6 +310,9 @@ def pdb_recipes(data: bytes, seed: int, count: int) -> list[Recipe]:
     for _ in range(max(6, count // 4)):  # block numbers inside the directory
         off = dir0 + 4 + 4 * nstreams + 4 * rng.randrange(64)
         singles.append((("u32", off, rng.choice([0, 1, nblocks, nblocks + 1, 0xFFFFFFFF, map_addr])),))
+    for off, width in _stream_header_words(data, bs, dir0, nstreams):  # TPI and DBI header fields
+        pool = NASTY32 + (size, 0x1000, 0xFFFF) if width == 4 else (0, 0xFFFF, 0xFFFE, nstreams, nstreams + 5)
+        singles.append((("u32" if width == 4 else "u16", off, rng.choice(pool)),))
     for _ in range(max(6, count // 4)):  # garbage in stream data (DBI, TPI, symbol records)
         singles.append(
             (("junk", rng.randrange(bs * 4, size), rng.choice([16, 256, bs]), rng.randrange(1 << 30)),)
@@ -321,6 +324,30 @@ def pdb_recipes(data: bytes, seed: int, count: int) -> list[Recipe]:
     while len(out) < count:
         out.append(tuple(op for r in rng.sample(singles, 3) for op in r if op[0] != "cut"))
     return out[:count]
+
+
+#: (offset, width) of TPI header words (TypeIndexBegin/End, TypeRecordBytes, hash stream and sizes)
+_TPI_WORDS = ((8, 4), (12, 4), (16, 4), (20, 2), (24, 4), (28, 4), (32, 4), (36, 4), (40, 4), (44, 4))
+#: DBI header: stream indices (global, public, symbol records) and the substream sizes
+_DBI_WORDS = ((12, 2), (16, 2), (20, 2), (24, 4), (28, 4), (32, 4), (36, 4), (40, 4), (48, 4), (52, 4))
+
+
+def _stream_header_words(data: bytes, bs: int, dir0: int, nstreams: int) -> list[tuple[int, int]]:
+    """File offsets of the TPI (stream 2) and DBI (stream 3) header words, from the MSF directory."""
+    if nstreams < 4 or not bs or dir0 + 4 + 4 * nstreams > len(data):
+        return []
+    sizes = struct.unpack_from(f"<{nstreams}I", data, dir0 + 4)
+    at = dir0 + 4 + 4 * nstreams  # block lists follow, stream by stream (assumes one directory block run)
+    out = []
+    for i, n in enumerate(sizes[:4]):
+        blocks = 0 if n == 0xFFFFFFFF else -(-n // bs)
+        if i in (2, 3) and blocks and at + 4 <= len(data):
+            first = struct.unpack_from("<I", data, at)[0] * bs
+            for off, width in _TPI_WORDS if i == 2 else _DBI_WORDS:
+                if first + off + width <= len(data):
+                    out.append((first + off, width))
+        at += 4 * blocks
+    return out
 
 
 # --------------------------------------------------------------------------------------------

@@ -68,6 +68,9 @@ def hostile_kernel(
             full_va = _read_ptr(mem, m.entry + mem.offset(kldr, "FullDllName.Buffer"))
             mem.write(full_va, raw + b"\0\0")
             mem.put(m.entry + mem.offset(kldr, "FullDllName.Length"), len(raw), 2)
+    if evil:
+        for m, name in zip(k.modules[-len(EVIL_NAMES) :], EVIL_NAMES, strict=True):
+            _add_codeview(mem, m.base, name.replace(".sys", "") + ".pdb")
     if cycles:
         # the process list loops back into itself; one thread list entry points at itself;
         # the module list's last entry loops to the second
@@ -88,6 +91,21 @@ def hostile_kernel(
             if va < k.kernel_base and rng.random() < 0.5:  # pool and stacks, not the image or KDBG
                 _swizzle(mem.pages[va], 0, len(mem.pages[va]), rng, va)
     return k
+
+
+def _add_codeview(mem, base: int, pdb_name: str) -> None:
+    """Give the in-memory PE header at ``base`` a debug directory whose CodeView record names ``pdb_name``."""
+    import struct
+    import uuid
+
+    page = bytearray(mem.read(base, 0x1000))
+    lfanew = struct.unpack_from("<I", page, 0x3C)[0]
+    opt = lfanew + 24
+    struct.pack_into("<II", page, opt + 0x70 + 6 * 8, 0x800, 28)  # IMAGE_DIRECTORY_ENTRY_DEBUG
+    raw = b"RSDS" + uuid.UUID(int=base).bytes_le + struct.pack("<I", 1) + pdb_name.encode() + b"\0"
+    struct.pack_into("<IIHHIIII", page, 0x800, 0, 0, 0, 0, 2, len(raw), 0x900, 0x900)  # CODEVIEW
+    page[0x900 : 0x900 + len(raw)] = raw
+    mem.write(base, bytes(page))
 
 
 def _read_ptr(mem, va: int) -> int:

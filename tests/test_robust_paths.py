@@ -66,6 +66,9 @@ def test_hostile_module_names_never_become_paths(env):
     assert run.returncode == 0
     assert run.events, "the audit hook recorded nothing"
     assert _escapes(run, [store, images, cache]) == []
+    # the lookups did happen, by bare names (the PDB by its CodeView record's name)
+    touched = [e[1] for e in run.events]
+    assert any(p.endswith(os.sep + "evil1.pdb") for p in touched), touched[:50]
     # the names are still shown (as data), and the looping lists were cut short with a warning
     lm = run.stdout.split("kd> .reload")[0]
     assert "evil1" in lm

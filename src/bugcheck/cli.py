@@ -57,6 +57,12 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-n", dest="noisy", action="store_true", help="noisy symbol loading")
     p.add_argument("--offline", action="store_true", help="never contact a symbol server")
+    p.add_argument(
+        "--triage",
+        metavar="FILE",
+        action="append",
+        help="extra triage rules (triage.ini format: Module[!Function]=Owner) for !analyze; repeatable",
+    )
     p.add_argument("--symbols-dir", metavar="DIR", help="folder of offline symbol tables (ISF)")
     p.add_argument(
         "--json", action="store_true", help="print each command's result as one JSON document per line"
@@ -268,6 +274,13 @@ def _run(args, path: Path, interactive: bool) -> int:
     from bugcheck.commands.session import Session
     from bugcheck.commands.target import banner
 
+    if args.triage:
+        for f in args.triage:
+            if not Path(f).is_file():
+                return _fail(f, "triage rules file not found")
+        extra = os.pathsep.join(args.triage)
+        old = os.environ.get("BUGCHECK_TRIAGE")
+        os.environ["BUGCHECK_TRIAGE"] = extra + (os.pathsep + old if old else "")
     dump = _open(path)
     session = Session(
         dump,
@@ -292,11 +305,21 @@ def _run(args, path: Path, interactive: bool) -> int:
 
             for name, why in sorted(_BROKEN_MODULES.items()):
                 sys.stderr.write(f"bugcheck: command module {name} failed to load: {why}\n")
-        if not args.brief:
+        single_json = args.json and args.commands is None and not interactive
+        if not args.brief and not single_json:
             b = banner(session)
             out.emit(b, "banner" if args.json else None)
             session.log(b.text + "\n")
-        if args.commands is not None:
+        if single_json and registry.lookup("!analyze") is not None:
+            # one JSON object for the whole report: the analysis, with the banner's facts inside it
+            cmd = "!analyze" if args.brief else "!analyze -v"
+            result = session.run_one(cmd)
+            doc = result.to_json()
+            doc["command"] = cmd
+            if not args.brief:
+                doc["target"] = banner(session).data
+            sys.stdout.write(json.dumps(doc, default=_json_default) + "\n")
+        elif args.commands is not None:
             out.run(args.commands)
         elif not interactive:
             if registry.lookup("!analyze") is not None:

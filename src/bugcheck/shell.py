@@ -45,6 +45,10 @@ def _completer(session: Session):
                     if n.startswith(word.lower()):
                         yield Completion(n, start_position=-len(word))
                 return
+            first = text.lstrip().split(None, 1)[0].lower() if text.strip() else ""
+            if first == "dt":
+                yield from _dt_completions(session.symbols, text, word)
+                return
             if not word:
                 return
             complete = getattr(session.symbols, "complete", None)
@@ -58,6 +62,24 @@ def _completer(session: Session):
                 yield Completion(name, start_position=-len(word))
 
     return KdCompleter()
+
+
+def _dt_completions(symbols, text: str, word: str):
+    """``dt TYPE<TAB>`` completes type names; ``dt TYPE [ADDR] FIELD<TAB>`` completes its members."""
+    from prompt_toolkit.completion import Completion
+
+    words = [w for w in text.split()[1:] if not w.startswith("-")]
+    if text.endswith(" "):
+        words.append("")
+    try:
+        if len(words) <= 1:
+            found = symbols.complete_types(word)
+        else:
+            found = symbols.complete_fields(words[0], word)
+    except Exception:  # noqa: BLE001 - completion never breaks typing
+        return
+    for name in found:
+        yield Completion(name, start_position=-len(word))
 
 
 def page(text: str, use_pager: bool) -> None:

@@ -282,23 +282,8 @@ def _os_name(build: int) -> str:
 
 
 def _image_name(target, module) -> str:
-    """WinDbg's IMAGE_NAME: the kernel by its PDB's image name (ntkrnlmp.exe), else the file name."""
-    if module.index == 0:
-        ms = target.resolver.state(module)
-        src = ms.symbols
-        info = getattr(src, "pdb_info", None)
-        if callable(info):
-            info = info()
-        name = None
-        if isinstance(info, tuple) and info:
-            name = info[0]
-        elif ms.symbol_file:
-            name = ms.symbol_file.replace("\\", "/").rsplit("/", 1)[-1].split(".json")[0]
-        if name and name.lower().endswith(".pdb"):
-            return name[:-4] + ".exe"
-        if target.dump.header.number_processors > 1 and module.image_name.lower() == "ntoskrnl.exe":
-            return "ntkrnlmp.exe"
-    return module.image_name
+    """WinDbg's IMAGE_NAME (the kernel by its PDB's image name, ntkrnlmp.exe)."""
+    return target.display_image_name(module)
 
 
 def _image_version(target, module) -> str | None:

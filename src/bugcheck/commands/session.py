@@ -58,6 +58,10 @@ _X64_SUBREGS["ip"] = ("rip", 0, 16)
 _X64_SUBREGS["eflags"] = ("efl", 0, 32)
 
 
+#: commands that take no glued arguments: ``qqq`` is an error in kd, not ``q`` + ``qq``
+EXACT_ONLY = frozenset({"q", "qq", "qd", ".cls", "version", "vertarget"})
+
+
 def register_provider(slot: str, factory: Callable[[Session], Any]) -> None:
     """Let a layer fill a session slot (``symbols``, ``kernel``, ``modules``...) on first use.
 
@@ -513,7 +517,7 @@ class Session:
             return spec, word, text[m.end() :].strip()
         for cut in range(len(word) - 1, 0, -1):
             spec = registry.lookup(word[:cut])
-            if spec is not None:
+            if spec is not None and word[:cut].lower() not in EXACT_ONLY:
                 return spec, word[:cut], text[cut:].strip()
         return None, word, text[m.end() :].strip()
 

@@ -206,10 +206,11 @@ def lm(session, args: str) -> Result:
             continue
         head = f"{_hex(session, m.base)} {_hex(session, m.end)}   "
         if opts["names"] or opts["times"] or opts["image"] or opts["full"]:
-            col = m.path if opts["full"] else m.image_name
+            shown = target.display_image_name(m)
+            col = m.path if opts["full"] else shown
             line = f"{head}{m.name:<8} {col}"
             if opts["times"]:
-                line = f"{head}{m.name:<8} {m.image_name:<12} {_ctime(m.timestamp)} ({m.timestamp:08X})"
+                line = f"{head}{m.name:<8} {shown:<12} {_ctime(m.timestamp)} ({m.timestamp:08X})"
             lines.append(line.rstrip())
         else:
             lines.append(lm_row(head, m.name, _state_text(ms), ms.symbol_file))

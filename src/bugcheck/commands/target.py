@@ -218,6 +218,27 @@ def banner(session) -> Result:
     return Result("\n".join(lines), data, "bugcheck.banner/1")
 
 
+def kernel_symbol_lines(target) -> list[str]:
+    """Say where the kernel's symbols came from (a minidump's table is chosen by header RVAs)."""
+    try:
+        nt = target.resolver.kernel
+        ms = target.resolver.load(nt) if nt is not None else None
+    except Exception:  # noqa: BLE001 - the banner never fails on symbol trouble
+        return []
+    if ms is None:
+        return []
+    if ms.state == "symbol table" and getattr(target, "kernel_table_reason", None):
+        return [f"Kernel symbols: offline symbol table chosen: {target.kernel_table_reason}"]
+    if ms.state in ("no symbols", "export symbols"):
+        image = "ntkrnlmp.exe" if target.dump.header.number_processors > 1 else "ntoskrnl.exe"
+        return [
+            f"*** ERROR: Symbol file could not be found.  Defaulted to export symbols for {image} - "
+            if ms.state == "export symbols"
+            else f"*** ERROR: Module load completed but symbols could not be loaded for {image}",
+        ]
+    return []
+
+
 def load_lines(session) -> list[str]:
     """What kd prints after the version block while it loads the target.
 
@@ -248,6 +269,7 @@ def load_lines(session) -> list[str]:
     lines = ["Loading Kernel Symbols", *reload_dot_lines(len(modules)), "Loading User Symbols"]
     if unloaded:
         lines += ["Loading unloaded module list", "." * min(len(unloaded), 64)]
+    lines += kernel_symbol_lines(target)
     if getattr(session.dump, "bugcheck_code", None) is not None:
         lines.append("For analysis of this file, run !analyze -v")
     try:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import bisect
 import fnmatch
 import os
+import sys
 from pathlib import Path
 
 from bugcheck.errors import BugcheckError
@@ -102,7 +103,8 @@ class Target:
             from bugcheck.symbols.sympath import resolve_sympath
 
             path = resolve_sympath(self.sympath_text, offline=self.offline)
-            self._store = SymbolStore(path, offline=self.offline, quiet=not self.noisy)
+            on_log = (lambda line: sys.stderr.write(line + "\n")) if self.noisy else None
+            self._store = SymbolStore(path, offline=self.offline, quiet=not self.noisy, on_log=on_log)
         return self._store
 
     def set_sympath(self, text: str | None) -> None:
@@ -183,6 +185,12 @@ class Target:
                 ms.symbols = ExportSymbols(exports)
                 ms.state = "export symbols"
         self.messages.extend(ms.messages)
+        if self.noisy:
+            # -n: say what symbol loading did, as it happens (stderr keeps stdout scriptable)
+            how = ms.symbol_file or ms.image_file or "nothing found"
+            sys.stderr.write(f"DBGHELP: {module.name} - {ms.state} ({how})\n")
+            for msg in ms.messages:
+                sys.stderr.write(f"DBGHELP: {msg}\n")
         return ms
 
     def _find_image(self, module: ModuleInfo, ms: ModuleSymbols):
@@ -330,6 +338,25 @@ class Target:
         ms.state = "symbol table"
         self._kernel_table_reason = reason
         ms.messages.append(reason)
+
+    def display_image_name(self, module: ModuleInfo) -> str:
+        """The image name WinDbg shows: the kernel by its PDB's image (ntkrnlmp.exe), else the file name."""
+        if module.index != 0:
+            return module.image_name
+        ms = self.resolver.state(module)
+        name = None
+        info = getattr(ms.symbols, "pdb_info", None)
+        if callable(info):
+            info = info()
+        if isinstance(info, tuple) and info and isinstance(info[0], str):
+            name = info[0]
+        elif ms.symbol_file:
+            name = ms.symbol_file.replace("\\", "/").rsplit("/", 1)[-1].split(".json")[0]
+        if name and name.lower().endswith(".pdb"):
+            return name[:-4] + ".exe"
+        if self.dump.header.number_processors > 1 and module.image_name.lower() == "ntoskrnl.exe":
+            return "ntkrnlmp.exe"
+        return module.image_name
 
     @property
     def kernel_table_reason(self) -> str | None:

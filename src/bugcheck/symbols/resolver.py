@@ -251,3 +251,26 @@ class Resolver:
             return []
         names = [s.name for s in ms.symbols.symbols_matching(sym_prefix + "*")]
         return [f"{module.name}!{n}" for n in sorted(set(names))[:limit]]
+
+    def complete_types(self, prefix: str, limit: int = 200) -> list[str]:
+        """Tab completion of type names for ``dt``: ``nt!_EPRO`` -> ``nt!_EPROCESS`` (kernel by default)."""
+        mod_name, _, type_prefix = prefix.rpartition("!")
+        module = self.module_by_name(mod_name) if mod_name else self.kernel
+        if module is None:
+            return []
+        ms = self.load(module)
+        if ms.types is None:
+            return []
+        low = type_prefix.lower()
+        names = sorted(n for n in ms.types.type_names() if n.lower().startswith(low))
+        shown = f"{module.name}!" if mod_name else ""
+        return [shown + n for n in names[:limit]]
+
+    def complete_fields(self, type_name: str, prefix: str, limit: int = 200) -> list[str]:
+        """Member names of a type starting with ``prefix`` (``dt nt!_EPROCESS Image<TAB>``)."""
+        found = self.find_type(type_name)
+        if found is None:
+            return []
+        low = prefix.lower()
+        names = [m.name for m in found[1].members if m.name.lower().startswith(low)]
+        return list(dict.fromkeys(names))[:limit]

@@ -91,9 +91,16 @@ class Target:
         self._kernel_table_reason: str | None = None
         self.resolver = Resolver([], self._load_module, dump.pointer_size)
         self.module_list = self._find_modules()
-        self.kernel = Kernel(
-            dump, Types(self.resolver.kernel_types(), dump.pointer_size), self._kernel_symbol
-        )
+        self.kernel = Kernel(dump, Types(self._kernel_type_source(), dump.pointer_size), self._kernel_symbol)
+
+    def _kernel_type_source(self):
+        """nt's PDB or symbol table; without either, the offsets the dump's debugger data block gives."""
+        source = self.resolver.kernel_types()
+        if source is None:
+            from bugcheck.kernel.kdtypes import types_from_dump
+
+            source = types_from_dump(self.dump)
+        return source
 
     # -- symbol store --------------------------------------------------------------------------
     @property

@@ -42,12 +42,12 @@ def env(tmp_path_factory):
     return corpus, root, cache, store
 
 
-def _jobs(env, name: str, data: bytes, count: int, seed: int):
+def _jobs(env, name: str, data: bytes, count: int, seed: int, extra=()):
     corpus, root, cache, store = env
     base = ["-y", str(store), "--offline", "--symbols-dir", str(corpus / "symbols" / "isf")]
     cmds = "!analyze -v; " + commands_for(data)
     jobs, meta = [], []
-    for i, recipe in enumerate(mutate.dump_recipes(data, seed, count)):
+    for i, recipe in enumerate(mutate.dump_recipes(data, seed, count) + list(extra)):
         tag = hashlib.sha1(repr(recipe).encode()).hexdigest()[:8]
         f = write_case(root / f"{name}-{i:02d}-{tag}.dmp", mutate.apply(data, recipe))
         # alternate the two ways a user runs it; both kinds see every damage category
@@ -87,8 +87,13 @@ def test_damaged_writer_dumps(env):
     corpus, root = env[0], env[1]
     jobs, meta = [], []
     for kind, count, seed in WRITER_SAMPLE:
-        data = write_hostile_dump(corpus, root / f"seed-{kind}.dmp", kind).read_bytes()
-        j, m = _jobs(env, f"writer-{kind}", data, count, seed)
+        seed_path = write_hostile_dump(corpus, root / f"seed-{kind}.dmp", kind)
+        data = seed_path.read_bytes()
+        # page tables: self-maps, loops to the top level, wild frames, large-page bits
+        tables = mutate.page_table_pages(seed_path)
+        assert len(tables) >= 4, kind
+        paging = mutate.paging_recipes(data, tables, seed, 4)
+        j, m = _jobs(env, f"writer-{kind}", data, count, seed, paging)
         jobs += j
         meta += m
     _check(jobs, meta)

@@ -59,7 +59,11 @@ def main() -> int:
     jobs, meta = [], []
     for name, data in seeds:
         cmds = commands_for(data)
-        for i, recipe in enumerate(mutate.dump_recipes(data, a.seed, a.per_file)):
+        recipes = mutate.dump_recipes(data, a.seed, a.per_file)
+        if name.startswith("seed-"):  # writer-made: damage the page tables too
+            tables = mutate.page_table_pages(out / name)
+            recipes += mutate.paging_recipes(data, tables, a.seed, a.per_file)
+        for i, recipe in enumerate(recipes):
             mutated = mutate.apply(data, recipe)
             tag = hashlib.sha1(repr(recipe).encode()).hexdigest()[:8]
             f = write_case(out / f"{Path(name).stem}-{i:03d}-{tag}.dmp", mutated)

@@ -396,3 +396,74 @@ def pe_recipes(data: bytes, seed: int, count: int) -> list[Recipe]:
     while len(out) < count:
         out.append(tuple(op for r in rng.sample(singles, 3) for op in r if op[0] != "cut"))
     return out[:count]
+
+
+# --------------------------------------------------------------------------------------------
+# page tables of full and bitmap dumps
+
+
+def page_table_pages(path) -> list[int]:
+    """File offsets of the x64 paging-structure pages of a (clean) full or bitmap dump, top level first.
+
+    Uses the reader under test only to map page frames to file offsets, then
+    follows present, non-large entries down three levels from the DTB.
+    """
+    import bugcheck
+
+    d = bugcheck.open(path)
+    try:
+        phys = d.physical
+        if phys is None or d.machine != "x64":
+            return []
+        data = d._buf
+        out: list[int] = []
+        level = [d.header.directory_table_base >> 12]
+        for depth in range(3):
+            nxt = []
+            for pfn in level:
+                off = phys.page_offset(pfn)
+                if off is None or off in out:
+                    continue
+                out.append(off)
+                for i in range(512):
+                    e = struct.unpack_from("<Q", data, off + 8 * i)[0]
+                    if e & 1 and not (depth and e & 0x80):
+                        nxt.append((e >> 12) & 0xFF_FFFF_FFFF)
+            level = nxt[:64]
+        return out
+    finally:
+        d.close()
+
+
+def paging_recipes(data: bytes, tables: list[int], seed: int, count: int) -> list[Recipe]:
+    """Damaged page-table entries: self-maps, loops to the top level, wild frames, large pages, junk."""
+    rng = random.Random(seed)
+    if not tables:
+        return []
+    top_pfn_entry = None
+    out: list[Recipe] = []
+    for _ in range(count):
+        ops = []
+        for _k in range(rng.randint(1, 4)):
+            page = rng.choice(tables)
+            present = [i for i in range(512) if struct.unpack_from("<Q", data, page + 8 * i)[0] & 1] or list(
+                range(512)
+            )
+            i = rng.choice(present)
+            old = struct.unpack_from("<Q", data, page + 8 * i)[0]
+            top_pfn_entry = struct.unpack_from("<Q", data, tables[0] + 8 * present[0])[0]
+            choices = [
+                (old & ~0xFF_FFFF_FFFF_F000)
+                | (struct.unpack_from("<Q", data, tables[0])[0] & 0xFF_FFFF_FFFF_F000),
+                old | 0x80,  # a large page where a table was
+                old ^ (1 << 39),  # a frame far beyond RAM
+                0xFFFF_FFFF_FFFF_FFFF,
+                old & ~1,
+                top_pfn_entry,  # an entry pointing back at a table higher up
+                (old & 0xFFF) | 0x000F_FFFF_FFFF_F000,
+            ]
+            ops.append(("u64", page + 8 * i, rng.choice(choices)))
+        if rng.random() < 0.2:
+            ops.append(("junk", rng.choice(tables), 4096, rng.randrange(1 << 30)))
+        out.append(tuple(ops))
+    return out

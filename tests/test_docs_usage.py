@@ -34,6 +34,8 @@ PROMISED = {
     'bugcheck --offline --symbols-dir isf -c "lm m nt': "(symbol table)",
     "bugcheck --offline -i images": "compared with images/amdppm.sys",
     "BUGCHECK_TRIAGE=owners.ini": "AmdDriverTeam",
+    "bugcheck --triage owners.ini": "AmdDriverTeam",
+    "bugcheck --json -y symbols Minidump": '"schema": "bugcheck.analysis/1"',
     "bugcheck missing.dmp": "exit status 2",
 }
 

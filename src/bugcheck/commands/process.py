@@ -23,9 +23,11 @@ from bugcheck.commands.thread import (
     _read_uint,
     kernel_or_error,
     max_increment,
+    partial_types_note,
     thread_info,
 )
 from bugcheck.errors import BugcheckError, CommandError, MemoryNotPresent
+from bugcheck.kernel.kdtypes import ORIGIN, fallback_of
 from bugcheck.kernel.objects import Process
 from bugcheck.kernel.typed import StructView, read_scalar
 from bugcheck.render import kobjects as render
@@ -120,7 +122,7 @@ def process_details(session, kernel, p: Process) -> dict:
     return {
         "vad_root": vad_root,
         "vads": p.f("VadCount"),
-        "clone": p.f("CloneRoot", 0) or 0,
+        "clone": (p.f("CloneRoot", 0) or 0) if fallback_of(kernel) is None else p.f("CloneRoot"),
         "private": p.f("NumberOfPrivatePages"),
         "modified": p.f("ModifiedPageCount"),
         "locked": p.f("NumberOfLockedPages"),
@@ -154,6 +156,7 @@ def process_details(session, kernel, p: Process) -> dict:
 def process_info(session, kernel, p: Process, flags: int, facts: ListingFacts | None = None) -> dict:
     """The fields ``!process`` shows for ``p`` at ``flags`` (JSON-able); ``facts`` is shared
     by the processes of one listing."""
+    partial = fallback_of(kernel) is not None
     info = {
         "pointer_size": kernel.pointer_size,
         "address": p.address,
@@ -178,6 +181,12 @@ def process_info(session, kernel, p: Process, flags: int, facts: ListingFacts | 
             thread_info(session, kernel, t, with_stack=with_stack, facts=facts) for t in threads
         ]
         info["threads_warning"] = warning
+        if partial and not threads:
+            info["threads_warning"] = (
+                "thread list unavailable: _EPROCESS.ThreadListHead is not in the dump's debugger data block"
+            )
+    if partial:
+        info["kernel_types"] = ORIGIN
     return info
 
 
@@ -213,6 +222,11 @@ def process_command(session, args: str) -> Result:
                 if head
                 else "Unable to get NT!PsActiveProcessHead"
             )
+            if fallback_of(kernel) is not None:
+                head_error = (
+                    "Unable to walk the process list: _EPROCESS.ActiveProcessLinks is not in the "
+                    "dump's debugger data block"
+                )
             warning = None
         if image:
             procs = [p for p in procs if p.image_name.lower() == image.lower()]
@@ -233,7 +247,12 @@ def process_command(session, args: str) -> Result:
             "warning": warning,
             "error": head_error,
         }
-        return Result(render.process_list(infos, flags, warning, head_error), data, "bugcheck.processes/1")
+        text = render.process_list(infos, flags, warning, head_error)
+        note = partial_types_note(kernel, ("_EPROCESS", "_KTHREAD"))
+        if note:
+            data["note"] = note
+            text = f"{note}\n{text}"
+        return Result(text, data, "bugcheck.processes/1")
 
     prefix = []
     if key is None:
@@ -255,5 +274,9 @@ def process_command(session, args: str) -> Result:
                 msg = "Unable to get process list" if not procs else f"Unable to find process {key:x}"
                 return Result("\n".join([*prefix, msg]), {"error": msg, "key": key}, "bugcheck.error/1")
     info = process_info(session, kernel, p, flags)
-    text = "\n".join([*prefix, *render.process_block(info, flags)])
-    return Result(text, {"flags": flags, "process": info}, "bugcheck.process/1")
+    note = partial_types_note(kernel, ("_EPROCESS", "_KTHREAD") if flags & 6 else ("_EPROCESS",))
+    text = "\n".join([*([note] if note else []), *prefix, *render.process_block(info, flags)])
+    data = {"flags": flags, "process": info}
+    if note:
+        data["note"] = note
+    return Result(text, data, "bugcheck.process/1")

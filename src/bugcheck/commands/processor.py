@@ -9,8 +9,9 @@ PRCB is embedded in, so its address is the PRCB's minus the offset of
 from __future__ import annotations
 
 from bugcheck.commands.registry import Result, command
-from bugcheck.commands.thread import NO_SYMBOLS, kernel_or_error, thread_stack
+from bugcheck.commands.thread import NO_SYMBOLS, kernel_or_error, partial_types_note, thread_stack
 from bugcheck.errors import BugcheckError, CommandError, MemoryNotPresent
+from bugcheck.kernel.kdtypes import fallback_of
 from bugcheck.kernel.typed import StructView
 from bugcheck.render import kobjects as render
 
@@ -57,8 +58,23 @@ def irql_command(session, args: str) -> Result:
         "irql_name": names.get(irql) if irql is not None else None,
     }
     if irql is None:
+        note = partial_types_note(kernel, ("_KPRCB",))
+        if note and p.view is not None and not p.view.has("DebuggerSavedIRQL"):
+            raise CommandError(
+                f"{note}\nCannot get the saved IRQL: _KPRCB.DebuggerSavedIRQL is not in the dump's "
+                "debugger data block"
+            )
         raise CommandError("Cannot get PRCB address")
     return Result(render.irql_text(data), data, "bugcheck.irql/1")
+
+
+def _with_note(kernel, result: Result, type_names: tuple[str, ...]) -> Result:
+    """``result`` with the partial-types note line first (unchanged when nt's types are loaded)."""
+    note = partial_types_note(kernel, type_names)
+    if note:
+        result.data["note"] = note
+        result.text = f"{note}\n{result.text}"
+    return result
 
 
 # -- !prcb -----------------------------------------------------------------------------------------
@@ -91,7 +107,7 @@ def prcb_command(session, args: str) -> Result:
     kernel = _kernel(session)
     p = _processor_or_error(kernel, _processor_arg(session, args))
     data = prcb_info(kernel, p)
-    return Result(render.prcb_text(data), data, "bugcheck.prcb/1")
+    return _with_note(kernel, Result(render.prcb_text(data), data, "bugcheck.prcb/1"), ("_KPRCB",))
 
 
 # -- !pcr ------------------------------------------------------------------------------------------
@@ -163,9 +179,13 @@ def pcr_command(session, args: str) -> Result:
     if pcr is None or pcr_t is None:
         raise CommandError(NO_SYMBOLS)
     v = StructView(kernel.memory, pcr, pcr_t, kernel.types)
+    # with only the debugger data block's offsets an absent member is unknown, not zero
+    absent = None if fallback_of(kernel) is not None else 0
 
     def fld(name):
-        return v.field_or(name, None) if v.has(name) else 0
+        if name == "SelfPcr" and absent is None and v.has("Self"):
+            name = "Self"
+        return v.field_or(name, None) if v.has(name) else absent
 
     nt_tib = {
         k: fld(f"NtTib.{k}")
@@ -217,7 +237,7 @@ def pcr_command(session, args: str) -> Result:
         "dpc_queue": dpcs,
         "dpc_error": dpc_error,
     }
-    return Result(render.pcr_text(data), data, "bugcheck.pcr/1")
+    return _with_note(kernel, Result(render.pcr_text(data), data, "bugcheck.pcr/1"), ("_KPCR", "_KPRCB"))
 
 
 # -- !running --------------------------------------------------------------------------------------
@@ -268,6 +288,7 @@ def running_command(session, args: str) -> Result:
     show_idle = "i" in opts
     stacks = "t" in opts
     procs = kernel.processors()
+    partial = fallback_of(kernel) is not None
     active = _affinity(kernel, "KeActiveProcessors")
     idle_summary = _affinity(kernel, "KiIdleSummary")
     system_mask = idle_mask = 0
@@ -297,6 +318,9 @@ def running_command(session, args: str) -> Result:
             "locks": _lock_queue(kernel, p),
             "stack_lines": None,
         }
+        if partial:
+            row["locks"] = row["locks"] or "?" * LOCK_QUEUE_SHOWN
+            row["next_unknown"] = p.next_thread is None
         if stacks and cur:
             t = kernel.thread(cur)
             _frames, lines, note = thread_stack(session, kernel, t, p.index)
@@ -317,7 +341,7 @@ def running_command(session, args: str) -> Result:
             else "processors whose current thread is their idle thread",
         },
     }
-    return Result(render.running_text(data), data, "bugcheck.running/1")
+    return _with_note(kernel, Result(render.running_text(data), data, "bugcheck.running/1"), ("_KPRCB",))
 
 
 __all__ = ["irql_command", "pcr_command", "prcb_command", "running_command", "prcb_info"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from bugcheck.commands.registry import Result, command
 from bugcheck.errors import BugcheckError, CommandError, MemoryNotPresent
+from bugcheck.kernel.kdtypes import ORIGIN, fallback_of
 from bugcheck.kernel.objects import Process, Thread
 from bugcheck.kernel.typed import StructView, walk_list
 from bugcheck.render import kobjects as render
@@ -278,6 +279,7 @@ def thread_info(
         win32_text = f"{name} (0x{render.ptr(win32, ps)})" if name else None
 
     bounds = t.stack_bounds
+    partial = fallback_of(kernel) is not None  # only the debugger data block's offsets are known
     impersonating = t.f("ActiveImpersonationInfo")
     imp_token = None
     if impersonating:
@@ -324,7 +326,7 @@ def thread_info(
         "start_address": t.start_address,
         "win32_start_address": win32,
         "win32_start_text": win32_text,
-        "stack": {**bounds, "call": t.f("Tcb.CallbackStack", 0)},
+        "stack": {**bounds, "call": t.f("Tcb.CallbackStack", None if partial else 0)},
         "priority": t.f("Tcb.Priority"),
         "base_priority": t.f("Tcb.BasePriority"),
         "priority_decrement": t.f("Tcb.PriorityDecrement"),
@@ -334,6 +336,9 @@ def thread_info(
         "stack_note": None,
         "stack_lines": [],
     }
+    if partial:
+        info["kernel_types"] = ORIGIN
+        info["impersonation_known"] = impersonating is not None
     if with_stack:
         frames, lines, note = thread_stack(session, kernel, t, running_on)
         info["frames"], info["stack_lines"], info["stack_note"] = frames, lines, note
@@ -404,7 +409,18 @@ def thread_command(session, args: str) -> Result:
                 f"{render.ptr(addr, session.pointer_size)} is not a thread object (type {hdr_type})"
             )
     info = thread_info(session, kernel, t)
-    return Result(render.thread_text(info), info, "bugcheck.thread/1")
+    text = render.thread_text(info)
+    note = partial_types_note(kernel, ("_KTHREAD", "_ETHREAD"))
+    if note:
+        info["note"] = note
+        text = f"{note}\n{text}"
+    return Result(text, info, "bugcheck.thread/1")
+
+
+def partial_types_note(kernel, type_names: tuple[str, ...]) -> str | None:
+    """The one line saying nt's symbols were not found and which fields the dump's block gave."""
+    src = fallback_of(kernel)
+    return None if src is None else src.note(type_names)
 
 
 def process_of(kernel, t: Thread) -> Process | None:

@@ -67,7 +67,7 @@ class KdDebuggerTypes:
         if off is None or (t.size and off + (mtype.size or 1) > t.size):
             return
         t.members.append(Member(member, off, mtype))
-        self.known[t.name].append(path or member)
+        self.known[t.name].append((off, path or member))
 
     def _build(self) -> None:
         ps = self.pointer_size
@@ -96,7 +96,6 @@ class KdDebuggerTypes:
             Kind.STRUCT, "_LIST_ENTRY", 2 * ps, members=[Member("Flink", 0, ptr), Member("Blink", ps, ptr)]
         )
         self._add(ethread, "IrpList", "OffsetEThreadIrpList", list_entry)
-        self.known["_ETHREAD"] += [f"Tcb.{p}" for p in self.known["_KTHREAD"]]
 
         kprocess = self._struct("_KPROCESS", None)
         kprocess.members.append(Member("Header", 0, header))
@@ -105,7 +104,7 @@ class KdDebuggerTypes:
         eprocess.members.append(Member("Pcb", 0, kprocess))
         self._add(eprocess, "InheritedFromUniqueProcessId", "OffsetEprocessParentCID", ptr)
         self._add(eprocess, "Peb", "OffsetEprocessPeb", ptr)
-        self.known["_EPROCESS"] += [f"Pcb.{p}" for p in self.known["_KPROCESS"]]
+        self.known["_EPROCESS"] += [(off, f"Pcb.{p}") for off, p in self.known["_KPROCESS"]]
 
         prcb = self._struct("_KPRCB", "SizePrcb")
         self._add(prcb, "CurrentThread", "OffsetPrcbCurrentThread", ptr)
@@ -131,6 +130,7 @@ class KdDebuggerTypes:
 
         for t in self._types.values():
             t.members.sort(key=lambda m: m.offset)
+        self.known = {name: [p for _, p in sorted(paths)] for name, paths in self.known.items()}
 
     # -- TypeSource ----------------------------------------------------------------------------
     def type_by_key(self, key: object) -> Type:

@@ -79,6 +79,8 @@ def process_header(p: dict) -> list[str]:
     """The PROCESS block every !process level starts with."""
     ps = p.get("pointer_size", 8)
     sid = "none" if p.get("session_id") is None else str(p["session_id"])
+    if p.get("session_id") is None and p.get("kernel_types"):
+        sid = "????"  # partial types: the session is unknown, not absent
     cid = "????" if p.get("pid") is None else f"{p['pid']:04x}"
     pcid = "????" if p.get("parent_pid") is None else f"{p['parent_pid']:04x}"
     peb = "????????" if p.get("peb") is None else f"{p['peb']:08x}"
@@ -238,6 +240,8 @@ def thread_block(t: dict) -> list[str]:
     lines += irp_lines(t)
     if t.get("impersonation_token") is not None:
         lines.append(f"Impersonation token:  {ptr(t['impersonation_token'], ps)}")
+    elif t.get("impersonation_known") is False:
+        lines.append("Impersonation: ????")
     else:
         lines.append("Not impersonating")
     lines.append(f"{'DeviceMap':<26}{ptr(t.get('device_map'), ps)}")
@@ -356,6 +360,8 @@ def running_text(d: dict) -> str:
         cur_s = f"{ptr(cur, ps)} ({_pri(row.get('current_priority'))})"
         nxt = row.get("next")
         nxt_s = f"{ptr(nxt, ps)} ({_pri(row.get('next_priority'))})" if nxt else " " * (w + 5)
+        if nxt is None and row.get("next_unknown"):
+            nxt_s = f"{ptr(None, ps)} (??)"
         lines.append(
             f"{row['index']:3d}    {ptr(row['prcb'], ps)}  {cur_s} {nxt_s} {ptr(row.get('idle'), ps)}  "
             f"{row.get('locks') or '................'}"

@@ -342,6 +342,8 @@ def _open(path: Path, f, buf) -> DumpFile:
         hsize, parse = HEADER32_SIZE, parse_header32
     elif sig[:4] == b"MDMP":
         raise UnsupportedFormatError(path, "user-mode minidump (MDMP), not a kernel crash dump")
+    elif 0 < size < 8 and (b"PAGEDU64".startswith(sig) or b"PAGEDUMP".startswith(sig)):
+        raise BadFileError(path, f"truncated dump header ({size:#x} bytes)")
     elif not sig.strip(b"\0") and not np.frombuffer(buf, dtype=np.uint8).any():
         raise BadFileError(path, "not a crash dump (file is all zeros)")
     else:

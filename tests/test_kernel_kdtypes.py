@@ -13,7 +13,13 @@ import pytest
 
 import bugcheck
 from bugcheck.commands.session import Session
-from bugcheck.kernel.kdtypes import ORIGIN, KdDebuggerTypes, fallback_of, types_from_dump
+from bugcheck.kernel.kdtypes import (
+    ORIGIN,
+    KdDebuggerTypes,
+    fallback_of,
+    prcb_address_from_list_heads,
+    types_from_dump,
+)
 from bugcheck.kernel.objects import THREAD_STATES
 from corpus import corpus_file, dump
 
@@ -214,3 +220,45 @@ def test_hostile_offsets_are_bounded():
     assert src.find_type("_KTHREAD").member("Teb") is None
     assert src.find_type("_ETHREAD").size == 0
     assert src.find_type("_EPROCESS").member("Peb") is None
+
+
+# -- a PRCB copy's own address from its empty list heads ---------------------------------------
+@pytest.mark.parametrize(
+    "name", ["noamhuang-033124-5078-01.dmp", "rizin-triage_x64.dmp", "rizin-triage_arm64.dmp"]
+)
+def test_prcb_address_from_list_heads_matches_the_recorded_one(name):
+    d = bugcheck.open(dump(name))
+    raw = _raw(name)
+    d = getattr(d, "dump", d)
+    tri = d.triage
+    copy = raw[tri.prcb_offset : tri.prcb_offset + tri.prcb_size]
+    contained = d.kd_debugger_data["OffsetPcrContainedPrcb"]
+    assert tri.prcb_address
+    assert prcb_address_from_list_heads(copy, 8, contained) == tri.prcb_address
+
+
+def test_prcb_address_from_list_heads_on_a_classic_triage_dump():
+    name = "proxyrule-011620-8250-01.dmp"
+    d = bugcheck.open(dump(name))
+    d = getattr(d, "dump", d)
+    tri = d.triage
+    assert not tri.prcb_address  # the dump does not record it
+    copy = _raw(name)[tri.prcb_offset : tri.prcb_offset + tri.prcb_size]
+    addr = prcb_address_from_list_heads(copy, 8, d.kd_debugger_data["OffsetPcrContainedPrcb"])
+    assert addr is not None and (addr - 0x180) % 0x1000 == 0
+    # the copy's CurrentThread is the crash thread the triage header names
+    off = d.kd_debugger_data["OffsetPrcbCurrentThread"]
+    assert int.from_bytes(copy[off : off + 8], "little") == tri.thread_address
+
+
+def test_prcb_address_from_list_heads_needs_agreement():
+    assert prcb_address_from_list_heads(b"", 8) is None
+    assert prcb_address_from_list_heads(b"A" * 0x1000, 8) is None  # equal words, no common base
+    base = 0xFFFF800000001180
+    buf = bytearray(0x400)
+    for i in range(0, 0x200, 0x10):  # 32 empty LIST_ENTRYs
+        struct.pack_into("<QQ", buf, i, base + i, base + i)
+    assert prcb_address_from_list_heads(bytes(buf), 8) == base
+    assert prcb_address_from_list_heads(bytes(buf), 8, contained_offset=0x180) == base
+    assert prcb_address_from_list_heads(bytes(buf), 8, contained_offset=0x100) is None
+    assert prcb_address_from_list_heads(bytes(buf[:0x40]), 8) is None  # too few votes

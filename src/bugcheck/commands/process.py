@@ -248,7 +248,7 @@ def process_command(session, args: str) -> Result:
             "error": head_error,
         }
         text = render.process_list(infos, flags, warning, head_error)
-        note = partial_types_note(kernel, ("_EPROCESS", "_KTHREAD"))
+        note = partial_types_note(kernel, ("_EPROCESS", "_KTHREAD") if flags & 6 else ("_EPROCESS",))
         if note:
             data["note"] = note
             text = f"{note}\n{text}"

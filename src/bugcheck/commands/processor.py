@@ -213,6 +213,8 @@ def pcr_command(session, args: str) -> Result:
         "TSS": fld("TSS"),
     }
     dpcs, dpc_error = _dpc_queue(kernel, p)
+    if absent is None and not (p.view is not None and p.view.has("DpcData")):
+        dpc_error = "????"  # _KPRCB.DpcData is not among the debugger data block's offsets
     for d in dpcs:
         name = None
         if d["routine"]:

@@ -47,3 +47,26 @@ def test_triage_layout_and_recipes_are_seeded():
     # the TRIAGE_DUMP words are among the targets
     triage_offsets = {off for _n, off, _w in lay.triage_fields}
     assert any(op[1] in triage_offsets for r in a for op in r if op[0] in ("u32", "u64"))
+
+
+def test_problem_checker_flags_each_rule():
+    """The CLI checks themselves: each broken rule is reported, a clean exit 2 is not."""
+    from fuzz.runner import CliRun, problems
+
+    f = ["/t/a.dmp"]
+    assert problems(CliRun([], 2, "", "bugcheck: /t/a.dmp: truncated dump header\n", 0.1), f) == []
+    assert problems(CliRun([], 0, "ok\n", "", 0.1), f) == []
+    cases = {
+        "no problem": CliRun([], 2, "", "bugcheck: /t/a.dmp: \n", 0.1),
+        "does not name": CliRun([], 2, "", "bugcheck: /t/b.dmp: bad\n", 0.1),
+        "stderr lines": CliRun([], 2, "", "bugcheck: /t/a.dmp: bad\nmore\n", 0.1),
+        "exit status 1": CliRun([], 1, "", "", 0.1),
+        "traceback": CliRun([], 0, "Traceback (most recent call last):\n  x\nKeyError: 1\n", "", 0.1),
+        "internal error": CliRun([], 0, "bugcheck: internal error in 'kv': ValueError: x\n", "", 0.1),
+        "out of memory": CliRun([], 0, "MemoryError\n", "", 0.1),
+        "hang": CliRun([], None, "", "", 60.0, timed_out=True),
+    }
+    for want, run in cases.items():
+        assert any(want in p for p in problems(run, f)), (want, problems(run, f))
+    # a symbol name containing the word is not an out-of-memory report
+    assert problems(CliRun([], 0, "nt!HalpMcaMemoryErrorRecord\n", "", 0.1), f) == []

@@ -153,6 +153,8 @@ def problems(run: CliRun, files: list[Path | str], *, timeout: float = DEFAULT_T
             out.append(f"exit 2 with {len(lines)} stderr lines (want exactly one): {run.stderr[:300]!r}")
         elif not lines[0].startswith("bugcheck: ") or not any(n in lines[0] for n in names):
             out.append(f"exit 2 line does not name the file: {lines[0][:300]!r}")
+        elif not any(lines[0].partition(n)[2].lstrip(": ").strip() for n in names if n in lines[0]):
+            out.append(f"exit 2 line names the file but no problem: {lines[0][:300]!r}")
     out += write_attempts(run, files)
     return out
 

@@ -15,10 +15,13 @@ STORE_SYS = "amdppm.sys/c9c030003b000/amdppm.sys"
 def commands_for(data: bytes) -> str:
     """The broad command list, with .exr/.trap/.cxr at the dump's own exception-record addresses."""
     extra = ""
+    cmds = runner.BROAD_COMMANDS
     if len(data) >= 0x60 and data[4:8] == b"DU64":
         p = struct.unpack_from("<4Q", data, 0x40)
         extra = f"; .exr {p[2]:x}; .trap {p[3]:x}; .cxr {p[3]:x}; kv; .cxr"
-    return runner.BROAD_COMMANDS + extra
+        if struct.unpack_from("<I", data, 0x30)[0] == 0xAA64:  # ARM64 register names
+            cmds = cmds.replace("@rip", "@pc").replace("@rsp", "@sp")
+    return cmds + extra
 
 
 def store_copy(corpus: Path, dest: Path, which: str | None = None, data: bytes | None = None) -> Path:

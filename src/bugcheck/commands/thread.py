@@ -194,6 +194,15 @@ class ListingFacts:
         self._tick: tuple | None = None
         self._running: dict[int, int] | None = None
         self._processes: dict[int, tuple] = {}
+        self._symbols: dict[int, str | None] = {}
+
+    def symbol(self, session, address: int) -> str | None:
+        """``_symbol`` per address (start addresses repeat across a process's threads)."""
+        try:
+            return self._symbols[address]
+        except KeyError:
+            name = self._symbols[address] = _symbol(session, address)
+            return name
 
     def max_increment(self):
         if self._increment is None:
@@ -275,7 +284,7 @@ def thread_info(
     win32 = t.win32_start_address
     win32_text = None
     if win32:
-        name = _symbol(session, win32)
+        name = facts.symbol(session, win32)
         win32_text = f"{name} (0x{render.ptr(win32, ps)})" if name else None
 
     bounds = t.stack_bounds

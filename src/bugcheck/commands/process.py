@@ -18,6 +18,7 @@ import gc
 
 from bugcheck.commands.registry import Result, command
 from bugcheck.commands.thread import (
+    IRP_BUDGET,
     SHARED_DATA,
     ListingFacts,
     _read_uint,
@@ -207,6 +208,7 @@ def _parse(session, args: str) -> tuple[int | None, int | None, str | None]:
 @command("!process", "Display processes (EPROCESS) the way kd does")
 def process_command(session, args: str) -> Result:
     kernel = kernel_or_error(session)
+    kernel.irp_budget = IRP_BUDGET
     if kernel.types.get("_EPROCESS") is None:
         raise CommandError("NT symbols are incorrect, please fix symbols")
     key, flags, image = _parse(session, args)

@@ -37,8 +37,10 @@ WAIT_REASONS = [
     "WrAlertByThreadId", "WrDeferredPreempt", "WrPhysicalFault", "WrIoRing", "WrMdlCache",
 ]  # fmt: skip
 
-#: bound on threads per process and processes per system
-MAX_THREADS = 65536
+#: bounds on threads per process and processes per system. A thread listing with stacks costs
+#: ~30 KB of output per thread, so a corrupt or hostile list must not reach 65536 entries; real
+#: processes stay well below 8192 threads (a walk cut there ends with a warning that says so).
+MAX_THREADS = 8192
 MAX_PROCESSES = 65536
 
 

@@ -327,6 +327,14 @@ def cmd_pte(session, args: str) -> Result:
         return Result(
             "\n".join(lines), {"va": va, "levels": [vars(lv) for lv in walk.levels]}, "bugcheck.pte/1"
         )
+    if not walk.levels:
+        # nothing to walk: a non-canonical address, or no page directory at all
+        why = walk.reason or "address cannot be translated"
+        return Result(
+            f"{va:x}: {why}", {"va": va, "levels": [], "physical": None, "reason": why}, "bugcheck.pte/1"
+        )
+    if len(walk.levels) > 4 or (walk.levels and walk.levels[0].name == "PML5E"):
+        return _pte_five_level(va, walk)
     base = _pte_base(session)
     # the self-map addresses: PTE of va, PTE of that (the PDE), and so on up
     vas = []
@@ -366,6 +374,39 @@ def cmd_pte(session, args: str) -> Result:
         "".join(pfns).rstrip(),
     ]
     if walk.physical is None and any(lv.value is None for lv in walk.levels):
+        lines.append(walk.reason)
+    return Result(
+        "\n".join(lines),
+        {"va": va, "levels": levels, "physical": walk.physical, "reason": walk.reason},
+        "bugcheck.pte/1",
+    )
+
+
+def _pte_five_level(va: int, walk) -> Result:
+    """5-level paging (LA57): the self-map addresses of 4-level tables do not apply, so each
+    level is shown with the physical address of its entry."""
+    heads, contains, pfns, levels = [], [], [], []
+    for lvl in walk.levels:
+        heads.append(f"{lvl.name} at phys {lvl.entry_address:012X}  ")
+        if lvl.value is None:
+            contains.append(f"{'contains ????????????????':<30}")
+            pfns.append(f"{'not in dump':<30}")
+        else:
+            contains.append(f"{'contains ' + format(lvl.value, '016X'):<30}")
+            pfns.append(
+                f"{('pfn ' + format(lvl.pfn, '<10x') + pte_flags(lvl.value)) if lvl.valid else 'not valid':<30}"
+            )
+        levels.append(
+            {
+                "name": lvl.name,
+                "va": None,
+                "physical": lvl.entry_address,
+                "value": lvl.value,
+                "index": lvl.index,
+            }
+        )
+    lines = [f"VA {va:016x}", "".join(heads).rstrip(), "".join(contains).rstrip(), "".join(pfns).rstrip()]
+    if walk.physical is None:
         lines.append(walk.reason)
     return Result(
         "\n".join(lines),

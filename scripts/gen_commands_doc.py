@@ -191,7 +191,9 @@ NOT_YET: dict[str, str] = {
     ".frame": "No local variables (there is no `dv`).",
     "~": "Only `~` (list processors) and `~Ns`; processor numbers are decimal.",
     "!process": "Options starting with `/` (`/m`, `/s`) are ignored. Flag bits 1 (statistics), "
-    "2 (wait states) and 4 (thread list) act; needs kernel types (`_EPROCESS`).",
+    "2 (wait states) and 4 (thread list) act. Without the kernel's symbols only the fields the dump's "
+    "KDDEBUGGER_DATA64 block locates are shown; the rest print as `?` (same for `!thread`, `!running`, "
+    "`!prcb`, `!pcr`, `!irql`).",
     "!thread": "The FLAGS argument is read but ignored: the full block is always printed.",
     "!running": "Only `-i` (include idle processors) and `-t` (stacks) act.",
     "!analyze": "Only `-v` (also `-vv`, `-vN`) and `-show` act; other options (`-hang`, `-f`, `-xml` ...) "

@@ -199,3 +199,19 @@ def test_unwind_with_caches_matches_without():
         ).method
         == "epilog"
     )
+
+
+def test_trap_frame_read_in_one_unpack_matches_field_by_field():
+    from bugcheck.stack import trapframe
+
+    raw = bytes((i * 37 + 11) & 0xFF for i in range(trapframe.X64_TRAP_FRAME_SIZE))
+    got = trapframe.read_trap_frame(lambda a, n: raw[:n], 0x1000)
+    want = {
+        reg: int.from_bytes(raw[off : off + n], "little") for reg, n, off in trapframe._TRAP_FIELDS.values()
+    }
+    for r in ("r12", "r13", "r14", "r15"):
+        want.setdefault(r, 0)
+    want.setdefault("ss", 0x18)
+    assert got == want and list(got) == list(want)  # same values, same register order
+    short = trapframe.read_trap_frame(lambda a, n: raw[:0x100], 0x1000)  # a cut-short read
+    assert "rip" not in short and short["rax"] == want["rax"]

@@ -7,6 +7,8 @@ documented x64 layouts (stable since Windows 8) are used.
 
 from __future__ import annotations
 
+import struct
+
 from bugcheck.dumpfile.context import Context
 from bugcheck.errors import MemoryNotPresent
 
@@ -64,34 +66,55 @@ def rip_offset(types) -> int:
     return _offset(types, "_KTRAP_FRAME", "Rip", 0x168)
 
 
-#: id(types) -> (types, size, [(register, offset, length)]): the layout looked up once per type set
+#: id(types) -> (types, layout): the trap frame layout looked up once per type set
 _LAYOUTS: dict[int, tuple] = {}
+_CODES = {2: "H", 4: "I", 8: "Q"}
 
 
 def _layout(types):
+    """(size, [(register, offset, length)], one Struct reading them all or None, Rip's offset)."""
     got = _LAYOUTS.get(id(types))
     if got is not None and got[0] is types:
-        return got[1], got[2]
+        return got[1]
     size = trap_frame_size(types)
     fields = [
         (reg, _offset(types, "_KTRAP_FRAME", fname, default), n)
         for fname, (reg, n, default) in _TRAP_FIELDS.items()
     ]
+    # one unpack when the fields lie apart, in order, inside the frame (every known layout)
+    whole = None
+    fmt, pos = "<", 0
+    for _reg, off, n in fields:
+        if off < pos or off + n > size:
+            break
+        fmt += (f"{off - pos}x" if off > pos else "") + _CODES[n]
+        pos = off + n
+    else:
+        whole = struct.Struct(fmt)
+    layout = (size, fields, whole, rip_offset(types))
     if len(_LAYOUTS) >= 16:
         _LAYOUTS.clear()
-    _LAYOUTS[id(types)] = (types, size, fields)  # holding ``types`` keeps its id from being reused
-    return size, fields
+    _LAYOUTS[id(types)] = (types, layout)  # holding ``types`` keeps its id from being reused
+    return layout
+
+
+def known_rip_offset(types) -> int:
+    """:func:`rip_offset`, looked up once per type set (the walker asks for every trap frame)."""
+    return _layout(types)[3]
 
 
 def read_trap_frame(read, address: int, types=None) -> dict[str, int]:
     """The registers a _KTRAP_FRAME at ``address`` holds (raises MemoryNotPresent when absent)."""
-    size, fields = _layout(types)
+    size, fields, whole, _ = _layout(types)
     raw = read(address, size)
-    regs: dict[str, int] = {}
     have = len(raw)
-    for reg, off, n in fields:
-        if off + n <= have:
-            regs[reg] = int.from_bytes(raw[off : off + n], "little")
+    if whole is not None and have >= whole.size:
+        regs = dict(zip([f[0] for f in fields], whole.unpack_from(raw)))
+    else:
+        regs = {}
+        for reg, off, n in fields:
+            if off + n <= have:
+                regs[reg] = int.from_bytes(raw[off : off + n], "little")
     for r in ("r12", "r13", "r14", "r15"):
         regs.setdefault(r, 0)
     regs.setdefault("ss", 0x18)
@@ -146,6 +169,7 @@ __all__ = [
     "X64_TRAP_FRAME_SIZE",
     "plausible_trap_frame",
     "read_context_record",
+    "known_rip_offset",
     "read_trap_frame",
     "rip_offset",
     "switch_frame_context",

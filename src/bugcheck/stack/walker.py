@@ -366,7 +366,7 @@ class _Unwinder:
         """The _KTRAP_FRAME whose machine frame holds (rip, rsp), searched just above ``sp``."""
         if rip is None or rsp is None:
             return None
-        rip_off = trapframe.rip_offset(self.types)
+        rip_off = trapframe.known_rip_offset(self.types)
         # The first t in [sp - rip_off, sp + 0x1000) (8-byte steps) with Rip at t + rip_off and
         # Rsp 0x18 above it both readable and equal: search the bytes for Rip, then check.
         lo = sp & MASK64

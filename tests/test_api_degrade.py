@@ -32,10 +32,14 @@ def test_api_degrades_without_symbols(name, tmp_path, monkeypatch):
         assert procs == []
         assert any("process list" in n or "kernel" in n for n in d.notes), d.notes
         t = d.current_thread()
-        assert t is None
+        # without kernel symbols the crash thread is still found through the dump's own
+        # debugger-data offsets where the dump records them (proxyrule); never an exception
+        assert t is None or isinstance(t.address, int)
         frames = d.stack()
         schemas.validate({"frames": frames, "warnings": []}, "bugcheck.stack/1")
-        assert d.process(4) is None and d.thread(0xFFFF800000000000) is None
+        assert d.process(4) is None  # no process list to search
+        stray = d.thread(0xFFFF800000000000)  # a view at an address the dump lacks: no exception
+        assert stray is None or stray.to_dict()["tid"] is None
         for doc in d.run_all("kv; !thread; !process 0 0; lm"):
             schemas.validate(doc.data, doc.schema)
 

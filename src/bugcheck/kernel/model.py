@@ -132,7 +132,10 @@ class Kernel:
         try:
             link = ep.field_offset("ActiveProcessLinks")
         except KeyError:
-            return [], "_EPROCESS has no ActiveProcessLinks"
+            source = getattr(self.types.source, "origin", None)
+            if source:
+                return [], f"process list unavailable: _EPROCESS.ActiveProcessLinks is not among the {source}"
+            return [], "process list unavailable: _EPROCESS has no ActiveProcessLinks"
         walk = walk_list(self.memory, head, link, self.pointer_size, MAX_PROCESSES)
         procs = [Process(StructView(self.memory, a, ep, self.types)) for a in walk.entries]
         warning = walk.warning

@@ -139,11 +139,18 @@ def test_prcb_and_irql_where_the_prcb_is_known():
     assert row["locks"] == "?" * 16 and row["next_unknown"] is True
 
 
-def test_prcb_unknown_address_says_so():
+def test_prcb_address_recovered_on_a_classic_triage_dump():
+    """proxyrule records no PRCB address; the reader recovers it from the copy's empty list heads,
+    and the PRCB's CurrentThread then equals the triage header's saved thread (independent facts)."""
     s = _session("proxyrule-011620-8250-01.dmp")
-    assert not s.dump.triage.prcb_address
+    tri = s.dump.triage
+    assert (
+        tri.prcb_address
+        and (tri.prcb_address - s.dump.kd_debugger_data["OffsetPcrContainedPrcb"]) & 0xFFF == 0
+    )
     (res,) = s.run("!prcb")
-    assert res.text == "Cannot get PRCB address"
+    assert f"at {tri.prcb_address:x}" in res.text
+    assert f"Current {tri.thread_address:x}" in res.text
 
 
 def test_typed_dump_is_unchanged():
@@ -242,10 +249,12 @@ def test_prcb_address_from_list_heads_on_a_classic_triage_dump():
     d = bugcheck.open(dump(name))
     d = getattr(d, "dump", d)
     tri = d.triage
-    assert not tri.prcb_address  # the dump does not record it
+    # the dump records no PRCB address (no KiProcessorBlock entry, no captured copy): the
+    # reader falls back to the list-head vote, which gives a PCR-aligned address
     copy = _raw(name)[tri.prcb_offset : tri.prcb_offset + tri.prcb_size]
     addr = prcb_address_from_list_heads(copy, 8, d.kd_debugger_data["OffsetPcrContainedPrcb"])
     assert addr is not None and (addr - 0x180) % 0x1000 == 0
+    assert tri.prcb_address == addr
     # the copy's CurrentThread is the crash thread the triage header names
     off = d.kd_debugger_data["OffsetPrcbCurrentThread"]
     assert int.from_bytes(copy[off : off + 8], "little") == tri.thread_address

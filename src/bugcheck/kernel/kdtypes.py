@@ -17,6 +17,7 @@ them waitable objects). An offset of zero in the block means "not given".
 
 from __future__ import annotations
 
+from bugcheck.dumpfile.triage import MIN_LIST_HEAD_VOTES, prcb_address_from_list_heads  # noqa: F401 - re-exported
 from bugcheck.symbols.types import Kind, Member, Type
 
 #: what commands name as the origin of these layouts
@@ -186,35 +187,3 @@ def fallback_of(kernel) -> KdDebuggerTypes | None:
 
 
 #: empty list heads needed before a PRCB copy's own address is believed
-MIN_LIST_HEAD_VOTES = 16
-
-
-def prcb_address_from_list_heads(prcb: bytes, pointer_size: int = 8, contained_offset: int | None = None):
-    """The virtual address of a PRCB copy whose address the dump does not record, or None.
-
-    An empty ``LIST_ENTRY`` points at itself (Flink == Blink == its own
-    address), and a PRCB holds hundreds of them (ready queues, wait lists...):
-    each one says "this copy lives at value minus my offset". The address most
-    of them agree on wins when at least :data:`MIN_LIST_HEAD_VOTES` do and, when
-    ``contained_offset`` (``OffsetPcrContainedPrcb``) is given, the enclosing
-    PCR starts on a page boundary. Only layout-free facts are used.
-    """
-    ps = pointer_size
-    n = len(prcb) // ps
-    if n < 2 or ps not in (4, 8):
-        return None
-    words = memoryview(bytes(prcb[: n * ps])).cast("Q" if ps == 8 else "I")
-    votes: dict[int, int] = {}
-    for i in range(n - 1):
-        w = words[i]
-        if w and w == words[i + 1]:
-            base = w - i * ps
-            votes[base] = votes.get(base, 0) + 1
-    if not votes:
-        return None
-    best, count = max(votes.items(), key=lambda kv: kv[1])
-    if count < MIN_LIST_HEAD_VOTES or best <= 0:
-        return None
-    if contained_offset and (best - contained_offset) & 0xFFF:
-        return None
-    return best

@@ -154,6 +154,13 @@ def process_details(session, kernel, p: Process) -> dict:
     }
 
 
+#: threads one `!process` command lists in all: a hostile dump whose every process carries
+#: thousands of threads must not make the listing run for minutes (a real system has far fewer)
+THREAD_BUDGET = 32768
+#: processes one detailed `!process 0 FLAGS` listing shows (flags 0 lists every process)
+PROCESS_DETAIL_BUDGET = 8192
+
+
 def process_info(session, kernel, p: Process, flags: int, facts: ListingFacts | None = None) -> dict:
     """The fields ``!process`` shows for ``p`` at ``flags`` (JSON-able); ``facts`` is shared
     by the processes of one listing."""
@@ -174,7 +181,15 @@ def process_info(session, kernel, p: Process, flags: int, facts: ListingFacts | 
         "threads_warning": None,
     }
     if flags & 6:
-        threads, warning = p.threads(kernel.types)
+        budget = getattr(kernel, "thread_budget", THREAD_BUDGET)
+        if budget <= 0:
+            threads, warning = (
+                [],
+                f"threads not listed: this command's budget of {THREAD_BUDGET} threads is used up",
+            )
+        else:
+            threads, warning = p.threads(kernel.types, limit=budget)
+            kernel.thread_budget = budget - len(threads)
         with_stack = flags & 6 == 6
         if facts is None:
             facts = ListingFacts(kernel)
@@ -209,6 +224,7 @@ def _parse(session, args: str) -> tuple[int | None, int | None, str | None]:
 def process_command(session, args: str) -> Result:
     kernel = kernel_or_error(session)
     kernel.irp_budget = IRP_BUDGET
+    kernel.thread_budget = THREAD_BUDGET
     if kernel.types.get("_EPROCESS") is None:
         raise CommandError("NT symbols are incorrect, please fix symbols")
     key, flags, image = _parse(session, args)
@@ -232,6 +248,15 @@ def process_command(session, args: str) -> Result:
             warning = None
         if image:
             procs = [p for p in procs if p.image_name.lower() == image.lower()]
+        if flags and len(procs) > PROCESS_DETAIL_BUDGET:
+            # every detailed entry is kept in memory until the listing prints; a hostile list of
+            # tens of thousands of processes must not exhaust memory (a real system has far fewer)
+            cut = len(procs) - PROCESS_DETAIL_BUDGET
+            procs = procs[:PROCESS_DETAIL_BUDGET]
+            warning = (warning + "; " if warning else "") + (
+                f"listing stopped after {PROCESS_DETAIL_BUDGET} processes ({cut} more on the list; "
+                "'!process 0 0' lists them all, '!process ADDR FLAGS' shows one)"
+            )
         facts = ListingFacts(kernel)
         # Thousands of acyclic dicts are built and all kept: the cyclic collector has nothing
         # to find among them, and running it over a growing heap costs a sixth of the listing.

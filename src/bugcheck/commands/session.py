@@ -521,6 +521,15 @@ class Session:
                 return spec, word[:cut], text[cut:].strip()
         return None, word, text[m.end() :].strip()
 
+    def _reset_work_budget(self) -> None:
+        """Each command gets a fresh budget of stack-scan work (shared by all its stack walks)."""
+        target = self._slots.get("target")
+        resolver = getattr(target, "resolver", None)
+        if resolver is not None and hasattr(resolver, "cache"):
+            from bugcheck.stack.scan import ScanBudget
+
+            resolver.cache["scan-budget"] = ScanBudget()
+
     def run(self, line: str) -> list[Result]:
         """Run one command line (``cmd; cmd``) and return one Result per command."""
         results = []
@@ -531,6 +540,7 @@ class Session:
         return results
 
     def run_one(self, cmd: str) -> Result:
+        self._reset_work_budget()
         spec, name, args = self.find_command(cmd)
         if spec is None:
             if name.startswith("!"):

@@ -189,13 +189,17 @@ class Process(_ObjectView):
         raw = self.f("Token.Value") if self.view.has("Token.Value") else self.f("Token.Object")
         return None if raw is None else raw & ~0xF
 
-    def threads(self, types: Types) -> tuple[list[Thread], str | None]:
+    def threads(self, types: Types, limit: int = MAX_THREADS) -> tuple[list[Thread], str | None]:
         ethread = types.get("_ETHREAD")
         if ethread is None or not self.view.has("ThreadListHead"):
             return [], "thread list unavailable (no _ETHREAD type)"
         head = self.view.address_of("ThreadListHead")
         walk = walk_list(
-            self.view.memory, head, ethread.field_offset("ThreadListEntry"), types.pointer_size, MAX_THREADS
+            self.view.memory,
+            head,
+            ethread.field_offset("ThreadListEntry"),
+            types.pointer_size,
+            min(limit, MAX_THREADS),
         )
         return [Thread(StructView(self.view.memory, a, ethread, types)) for a in walk.entries], walk.warning
 

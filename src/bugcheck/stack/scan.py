@@ -29,6 +29,19 @@ except ImportError:  # pragma: no cover - iced is a hard dependency
 MASK64 = (1 << 64) - 1
 #: how far above sp a scan looks for the caller (big kernel frames reach ~0x800)
 SCAN_LIMIT = 0x3000
+#: stack slots one command may scan in all (its walks share it): a corrupt dump whose thousands
+#: of threads all need full scans must not keep `!process 0 7` busy for minutes
+SCAN_BUDGET_SLOTS = 2_000_000
+
+
+class ScanBudget:
+    """Slots left for scanning in the current command (reset by the session per command)."""
+
+    def __init__(self, slots: int = SCAN_BUDGET_SLOTS):
+        self.slots = slots
+        self.exhausted = False
+
+
 #: how many prolog instructions are decoded at most
 MAX_PROLOG_INSNS = 40
 IMAGE_SCN_CNT_CODE = 0x20
@@ -173,6 +186,11 @@ def call_before(code: CodeMap, va: int):
     (False, None) when the bytes are there and hold no such call; (None, None) when absent."""
     if _iced is None:
         return None, None
+    tail = code.code_bytes(va - 7, 7)
+    if tail is not None and not any(tail):
+        # No call ends in seven zero bytes: these were never captured (a triage dump keeps the
+        # code from each return address onward; re-packed into whole pages, the rest reads 0)
+        return None, None
     seen = False
     for length in (5, 6, 2, 3, 7, 4):
         data = code.code_bytes(va - length, length)
@@ -240,21 +258,33 @@ def return_strength(code: CodeMap, va: int, callee_start: int | None = None) -> 
 
 
 def scan_for_return(
-    read_u64, code: CodeMap, sp: int, limit: int = SCAN_LIMIT, callee_start=None, accept=None
+    read_u64, code: CodeMap, sp: int, limit: int = SCAN_LIMIT, callee_start=None, accept=None, budget=None
 ):
     """(slot, return address) of the first believable return address at or above ``sp``, or None.
 
-    ``accept(slot, value)``, when given, can still refuse a candidate (a look-ahead check).
+    ``accept(slot, value)``, when given, can still refuse a candidate (a look-ahead check);
+    ``budget`` (a :class:`ScanBudget`) caps the slots all scans of one command may read.
     """
-    for slot in range(sp, sp + limit, 8):
-        try:
-            value = read_u64(slot)
-        except (MemoryNotPresent, BugcheckError):
+    if budget is not None:
+        if budget.slots <= 0:
+            budget.exhausted = True
             return None
-        if value and return_strength(code, value, callee_start):
-            if accept is None or accept(slot, value):
-                return slot, value
-    return None
+        limit = min(limit, budget.slots * 8)
+    scanned = 0
+    try:
+        for slot in range(sp, sp + limit, 8):
+            scanned += 1
+            try:
+                value = read_u64(slot)
+            except (MemoryNotPresent, BugcheckError):
+                return None
+            if value and return_strength(code, value, callee_start):
+                if accept is None or accept(slot, value):
+                    return slot, value
+        return None
+    finally:
+        if budget is not None:
+            budget.slots -= scanned
 
 
 def prolog_size(code: CodeMap, start: int, pc: int) -> int | None:

@@ -291,7 +291,12 @@ class _Unwinder:
                     new = dict(regs)
                     new["rip"], new["rsp"] = pinned[1], (pinned[0] + 8) & MASK64
                     return new, "prolog"
-        hit = scan_for_return(self.u64, self.code, floor, callee_start=start, accept=self._consistent)
+        budget = self.resolver.cache.get("scan-budget") if hasattr(self.resolver, "cache") else None
+        hit = scan_for_return(
+            self.u64, self.code, floor, callee_start=start, accept=self._consistent, budget=budget
+        )
+        if hit is None and budget is not None and budget.exhausted:
+            self.budget_note = True
         if hit is None:
             return None
         slot, value = hit
@@ -533,6 +538,8 @@ def _walk_x64(dump, resolver, kernel, regs, max_frames, store, first_method):
             break  # user mode (or nothing): shown, not unwound
         got = u.caller(f, regs, module if regs["rip"] == pc else _ASK)
         if got is None:
+            if getattr(u, "budget_note", False):
+                sw.warnings.append("stack scan stopped: this command's scan budget is used up")
             break
         new, method = got
         nsp = new.get("rsp", 0) & MASK64

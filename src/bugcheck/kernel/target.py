@@ -35,6 +35,9 @@ from bugcheck.symbols.modules import ModuleInfo, assign_module_names
 from bugcheck.symbols.resolver import ModuleSymbols, Resolver
 from bugcheck.symbols.types import Symbol
 
+#: the symbol path when neither -y nor _NT_SYMBOL_PATH gives one: Microsoft's server + the user cache
+DEFAULT_SYMBOL_PATH = "srv*"
+
 
 class ExportSymbols:
     """A SymbolSource over a PE export table (WinDbg's "export symbols")."""
@@ -107,9 +110,12 @@ class Target:
     def store(self):
         if self._store is None:
             from bugcheck.symbols.store import SymbolStore
-            from bugcheck.symbols.sympath import resolve_sympath
+            from bugcheck.symbols.sympath import environment_sympath, resolve_sympath
 
-            path = resolve_sympath(self.sympath_text, offline=self.offline)
+            text = self.sympath_text
+            if text is None and not environment_sympath():
+                text = DEFAULT_SYMBOL_PATH  # what the banner reports, as WinDbg Preview does
+            path = resolve_sympath(text, offline=self.offline)
             on_log = (lambda line: sys.stderr.write(line + "\n")) if self.noisy else None
             self._store = SymbolStore(path, offline=self.offline, quiet=not self.noisy, on_log=on_log)
         return self._store
@@ -123,7 +129,11 @@ class Target:
         # Load the kernel's symbols first, so the module list can be walked with real types.
         base = kernel_base_of(self.dump)
         if base is not None:
-            nt = assign_module_names([ModuleInfo("ntoskrnl.exe", base, self._kernel_size(base))])
+            first = self._triage_kernel_entry(base)
+            if first is not None:
+                nt = assign_module_names([first])
+            else:
+                nt = assign_module_names([ModuleInfo("ntoskrnl.exe", base, self._kernel_size(base))])
             self.resolver.set_modules(nt)
             types = Types(self.resolver.kernel_types(), self.dump.pointer_size)
         else:
@@ -136,6 +146,16 @@ class Target:
             self.resolver._loaded[found.modules[0].base] = loaded_nt
         self.messages.extend(found.warnings)
         return found
+
+    def _triage_kernel_entry(self, base: int) -> ModuleInfo | None:
+        """The kernel as a triage dump's driver list records it (with its TimeDateStamp and size,
+        so its image and symbols can be found by key before the full module list is built)."""
+        from bugcheck.kernel.modules import from_triage
+
+        found = from_triage(self.dump)
+        if found is None or not found.modules or found.modules[0].base != base:
+            return None
+        return found.modules[0]
 
     def _kernel_size(self, base: int) -> int:
         from bugcheck.kernel.modules import _image_size

@@ -158,6 +158,9 @@ class SymbolStore:
         self._session = session
         self._on_log = on_log
         self.log: list[str] = []
+        #: servers that could not be connected to in this run: not asked again
+        self._unreachable: set[str] = set()
+        self._connect_failed = False
         self.lock_timeout = lock_timeout
 
     # ---- public API -----------------------------------------------------------------------
@@ -381,6 +384,9 @@ class SymbolStore:
         if self.offline:
             self._say(f"SYMSRV:  {base}: skipped (offline)")
             return None
+        if base in self._unreachable:
+            self._say(f"SYMSRV:  {base}: skipped (could not be reached earlier in this run)")
+            return None
         marker = self._miss_marker(cache, base, name, key)
         if self._recent_miss(marker):
             self._say(f"SYMSRV:  {base}/{name}/{key}/{name} - not found (remembered)")
@@ -398,9 +404,13 @@ class SymbolStore:
             # Names may hold '#', '?', '%' or spaces: quote them so they stay one path segment.
             url = f"{root}/{quote(name, safe='')}/{k}/{quote(remote, safe='')}"
             self._say(f"SYMSRV:  HTTPGET: {url}")
+            self._connect_failed = False
             got = self._download(url, target, name, kind)
             if got == "transient":
-                # The server could not be reached: do not remember a miss we did not observe.
+                # The server could not be reached: do not remember a miss we did not observe,
+                # but stop asking it during this run (one failure per module would add up).
+                if self._connect_failed:
+                    self._unreachable.add(base)
                 return None
             if isinstance(got, Path):
                 return got
@@ -453,6 +463,9 @@ class SymbolStore:
                 requests.exceptions.ChunkedEncodingError,
             ) as e:
                 self._say(f"SYMSRV:  {url}: {type(e).__name__}: {_short(e)}")
+                self._connect_failed = isinstance(e, requests.ConnectionError | requests.Timeout)
+                if _name_not_resolved(e):
+                    break  # no DNS answer (an offline machine): retrying cannot help
                 continue
             except _ShortRead as e:
                 self._say(f"SYMSRV:  {url}: {e}")
@@ -504,6 +517,16 @@ class SymbolStore:
 
 class _ShortRead(Exception):
     """The connection ended before Content-Length bytes arrived (retried)."""
+
+
+def _name_not_resolved(e: Exception) -> bool:
+    """Whether a connection error is a failed host-name lookup (not a flaky connection)."""
+    text = repr(e)
+    return any(
+        m in text
+        for m in ("NameResolutionError", "Failed to resolve", "Name or service not known", "getaddrinfo failed",
+                  "Temporary failure in name resolution", "nodename nor servname")
+    )  # fmt: skip
 
 
 def _short(e: Exception) -> str:

@@ -91,6 +91,7 @@ def _clean(part: str) -> str:
 def parse_sympath(text: str | None, *, default_cache: Path | None = None) -> list[Element]:
     """Split a WinDbg symbol path into elements, in search order.
 
+    A bare ``srv*`` means the default downstream store plus Microsoft's public server.
     ``srv*URL`` with no cache gets the default downstream store (WinDbg's
     ``sym`` folder; ours is the user cache dir), and an empty tier (``srv**URL``)
     means the same. Unknown syntax is kept as a plain folder, as WinDbg does.
@@ -112,9 +113,11 @@ def parse_sympath(text: str | None, *, default_cache: Path | None = None) -> lis
             else:
                 parts = parts[1:]
             tiers = [_clean(p) for p in parts]
+            if not any(tiers):
+                # a bare "srv*": the default downstream store and Microsoft's public server,
+                # as WinDbg reads it (and as WinDbg Preview's default symbol path)
+                tiers = [active_cache or cache_default, MICROSOFT_SYMBOL_SERVER]
             tiers = [t if t else cache_default for t in tiers]
-            if not tiers:
-                tiers = [cache_default]
             if len(tiers) == 1 and is_url(tiers[0]):
                 tiers.insert(0, active_cache or cache_default)
             elif active_cache is not None and tiers[0] != active_cache:

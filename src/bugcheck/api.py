@@ -284,17 +284,21 @@ class Dump:
         return f"<bugcheck.Dump {self.file.path} {self.file.machine}>"
 
 
-class Process:
-    """An EPROCESS of a :class:`Dump`; fields the dump lacks read as None."""
+class _KernelObject:
+    """A kernel object of a :class:`Dump`, over its typed view (``bugcheck.kernel.objects``)."""
 
     def __init__(self, dump: Dump, view):
         self._dump = dump
-        #: the :class:`bugcheck.kernel.objects.Process` view
+        #: the :class:`bugcheck.kernel.objects.Process` / ``Thread`` view
         self.view = view
 
     @property
     def address(self) -> int:
         return self.view.address
+
+
+class Process(_KernelObject):
+    """An EPROCESS of a :class:`Dump`; fields the dump lacks read as None."""
 
     @property
     def pid(self) -> int | None:
@@ -338,17 +342,8 @@ class Process:
         return f"<Process {self.address:#x} pid={self.pid} {self.image!r}>"
 
 
-class Thread:
+class Thread(_KernelObject):
     """An ETHREAD of a :class:`Dump`; :meth:`stack` walks it as ``.thread ADDR; k`` would."""
-
-    def __init__(self, dump: Dump, view):
-        self._dump = dump
-        #: the :class:`bugcheck.kernel.objects.Thread` view
-        self.view = view
-
-    @property
-    def address(self) -> int:
-        return self.view.address
 
     @property
     def pid(self) -> int | None:

@@ -217,7 +217,20 @@ class X64La57Paging(Paging):
     va_bits = 57
 
 
-class X86PaePaging(Paging):
+class _X86Addresses:
+    """32-bit targets: addresses arrive sign-extended to 64 bits; only the low 32 bits count."""
+
+    def _canonical(self, va: int) -> bool:
+        return va < 1 << 32
+
+    def walk(self, va: int) -> PageWalk:
+        return super().walk(va & 0xFFFF_FFFF)
+
+    def page_translation(self, va: int):
+        return super().page_translation(va & 0xFFFF_FFFF)
+
+
+class X86PaePaging(_X86Addresses, Paging):
     """x86 PAE: 4-entry PDPT (32-byte aligned CR3), 2 MB large pages, 64-bit entries."""
 
     levels = (("PDPTE", 30, 2), ("PDE", 21, 9), ("PTE", 12, 9))
@@ -225,21 +238,11 @@ class X86PaePaging(Paging):
     va_bits = 64  # no canonical form for 32-bit addresses
 
     def _root(self) -> int:
+        # (PDPTEs have no PS bit, so no large page is taken at that level.)
         return self.dtb & 0xFFFF_FFE0
 
-    def _canonical(self, va: int) -> bool:
-        return va < 1 << 32
 
-    def walk(self, va: int) -> PageWalk:
-        # Debuggers hand 32-bit addresses around sign-extended to 64 bits: only the low 32 count.
-        # (PDPTEs have no PS bit, so no large page is taken at that level.)
-        return super().walk(va & 0xFFFF_FFFF)
-
-    def page_translation(self, va: int):
-        return super().page_translation(va & 0xFFFF_FFFF)
-
-
-class X86Paging(Paging):
+class X86Paging(_X86Addresses, Paging):
     """x86 non-PAE: 2 levels of 32-bit entries, 4 MB large pages (PSE)."""
 
     levels = (("PDE", 22, 10), ("PTE", 12, 10))
@@ -250,15 +253,6 @@ class X86Paging(Paging):
 
     def _root(self) -> int:
         return self.dtb & 0xFFFF_F000
-
-    def _canonical(self, va: int) -> bool:
-        return va < 1 << 32
-
-    def walk(self, va: int) -> PageWalk:
-        return super().walk(va & 0xFFFF_FFFF)
-
-    def page_translation(self, va: int):
-        return super().page_translation(va & 0xFFFF_FFFF)
 
 
 class VirtualMemory(AddressSpace):

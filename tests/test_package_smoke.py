@@ -1,7 +1,8 @@
-import bugcheck
-from bugcheck.memory.base import AddressSpace
-from bugcheck.errors import MemoryNotPresent
 import pytest
+
+import bugcheck
+from bugcheck.errors import MemoryNotPresent
+from bugcheck.memory.base import AddressSpace
 
 
 class _Two(AddressSpace):
@@ -25,10 +26,10 @@ def test_version():
 
 def test_address_space_reads_and_holes():
     m = _Two()
-    assert m.read(0x1ffe, 2) == b"\x01\x01"
+    assert m.read(0x1FFE, 2) == b"\x01\x01"
     with pytest.raises(MemoryNotPresent) as e:
-        m.read(0x1fff, 2)
+        m.read(0x1FFF, 2)
     assert e.value.address == 0x2000
-    data, holes = m.read_padded(0x1fff, 0x1002, fill=0xAA)
+    data, holes = m.read_padded(0x1FFF, 0x1002, fill=0xAA)
     assert data[0] == 1 and data[1] == 0xAA and data[-1] == 3
     assert holes == [(0x2000, 0x1000)]

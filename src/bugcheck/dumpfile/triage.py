@@ -210,8 +210,8 @@ def _parse_drivers(t: TriageInfo, r: _Reader, is64: bool) -> None:
         raise BadFileError(r.path, f"triage driver count {t.driver_count} is not plausible")
     stride = 0x90 if is64 else 0x4C
     fmt = "<I4x48xQ8xI" if is64 else "<I24xI4xI"
-    r.check(t.driver_list_offset, stride * t.driver_count, "triage driver list")
-    for i in range(t.driver_count):
+    count = _entries_present(t, r, t.driver_list_offset, stride, t.driver_count, "triage driver list")
+    for i in range(count):
         off = t.driver_list_offset + stride * i
         name_off, dll_base, size = struct.unpack_from(fmt, r.buf, off)
         if is64:
@@ -223,6 +223,18 @@ def _parse_drivers(t: TriageInfo, r: _Reader, is64: bool) -> None:
         idx, rem = divmod(t.broken_driver_offset - t.driver_list_offset, stride)
         if rem == 0 and idx < len(t.drivers):
             t.broken_driver = t.drivers[idx]
+
+
+def _entries_present(t: TriageInfo, r: _Reader, off: int, stride: int, count: int, what: str) -> int:
+    """How many of a table's ``count`` entries the file holds whole; a cut table is read as far
+    as it goes, with a warning (a truncated dump is analyzed with what it has)."""
+    if off <= 0 or off >= r.size:
+        t.warnings.append(f"{what} at file offset {off:#x} lies beyond the end of the file (truncated dump)")
+        return 0
+    have = min(count, (r.size - off) // stride)
+    if have < count:
+        t.warnings.append(f"{what} is truncated: {have} of {count} entries are in the file")
+    return have
 
 
 def _dump_string(r: _Reader, off: int) -> str:
@@ -273,9 +285,9 @@ def _parse_data_blocks(t: TriageInfo, r: _Reader) -> None:
         return
     if t.data_blocks_count > MAX_DATA_BLOCKS:
         raise BadFileError(r.path, f"triage data block count {t.data_blocks_count} is not plausible")
-    r.check(t.data_blocks_offset, 16 * t.data_blocks_count, "triage data block table")
+    count = _entries_present(t, r, t.data_blocks_offset, 16, t.data_blocks_count, "triage data block table")
     bad = 0
-    for i in range(t.data_blocks_count):
+    for i in range(count):
         addr, off, size = struct.unpack_from("<QII", r.buf, t.data_blocks_offset + 16 * i)
         if not r.ok(off, size):
             bad += 1

@@ -250,6 +250,15 @@ def process_command(session, args: str) -> Result:
     addr = _address(session, " ".join(parts), ".process")
     session.implicit_process = addr
     lines = []
+    # user-mode addresses are now read through this process's page tables (kd's implicit process)
+    kernel = session.kernel
+    proc = kernel.safe(lambda: kernel.process(addr)) if kernel is not None else None
+    dirbase = proc.dirbase if proc is not None else None
+    if getattr(session.dump, "paging", None) is None:
+        lines.append("(this dump has no page tables: user-mode memory cannot be read in any process)")
+    elif not dirbase:
+        lines.append(f"Unable to read the page directory base of process {_hex(session, addr)}")
+    session.set_process_space(dirbase or None)
     if "/i" in flags:
         lines.append("You need to continue execution (press 'g' <enter>) for the context")
         lines.append("to be switched. When the debugger breaks in again, you will be in")

@@ -486,13 +486,37 @@ class Session:
 
     # -- memory ----------------------------------------------------------------------------------
     def read_virtual(self, address: int, size: int) -> bytes:
+        space = self._user_space(address)
+        if space is not None:
+            return space.read(address, size)
         return self.dump.read_virtual(address & ((1 << 64) - 1), size)
 
     def read_virtual_padded(self, address: int, size: int):
+        space = self._user_space(address)
+        if space is not None:
+            return space.read_padded(address, size)
         fn = getattr(self.dump, "read_virtual_padded", None)
         if fn is not None:
             return fn(address, size)
         return self.dump.virtual.read_padded(address, size)
+
+    def set_process_space(self, dirbase: int | None) -> None:
+        """Read user-mode addresses through ``dirbase`` (``.process``); None goes back to the
+        crash's own page tables. Kernel addresses are the same in every process."""
+        self._process_space = None
+        paging = getattr(self.dump, "paging", None)
+        if dirbase is None or paging is None:
+            return
+        from bugcheck.memory.paging import VirtualMemory
+
+        self._process_space = VirtualMemory(type(paging)(paging.physical, dirbase))
+
+    def _user_space(self, address: int):
+        space = getattr(self, "_process_space", None)
+        if space is None:
+            return None
+        limit = 0x8000_0000_0000 if self.pointer_size == 8 else 0x8000_0000
+        return space if (address & ((1 << 64) - 1)) < limit else None
 
     # -- expressions -----------------------------------------------------------------------------
     def evaluator(self) -> Evaluator:

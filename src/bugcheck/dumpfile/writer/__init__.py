@@ -6,7 +6,8 @@ described memory out in physical pages, generates the page tables that map it
 and writes a 64-bit full (DumpType 1), complete bitmap (5, ``FDMP``), kernel
 bitmap (6, ``SDMP``) or 32-bit ``PAGEDUMP`` full dump, streaming to disk.
 ``dump_from_blocks`` and ``repack`` turn a triage dump's sparse virtual memory
-into one of those formats; given the kernel's types, ``repack`` also rebuilds
+into one of those formats, and ``write_triage_dump`` makes 32- or 64-bit
+triage (small memory) dumps; given the kernel's types, ``repack`` also rebuilds
 the driver list as a PsLoadedModuleList, so the same crash can be read in
 three formats. Kernel structures for synthetic dumps (processes, threads,
 processors, modules) come from :mod:`bugcheck.dumpfile.synth`.
@@ -22,6 +23,7 @@ from .kddata import kd_data_mappings
 from .layout import PhysicalLayout, build_layout
 from .repack import blocks_to_mappings, dump_from_blocks, repack
 from .stream import write_layout
+from .triage import TriageDriver, TriageParts, build_triage_dump, write_triage_dump
 
 __all__ = [
     "DUMP_TYPES",
@@ -29,12 +31,16 @@ __all__ = [
     "PAGING_MODES",
     "DumpDescription",
     "PhysicalLayout",
+    "TriageDriver",
+    "TriageParts",
     "blocks_to_mappings",
+    "build_triage_dump",
     "build_layout",
     "context_bytes",
     "dump_from_blocks",
     "repack",
     "write_dump",
+    "write_triage_dump",
 ]
 
 

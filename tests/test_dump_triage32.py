@@ -1,8 +1,9 @@
-"""32-bit (PAGEDUMP) triage dumps, laid out here from TRIAGE_DUMP32's public description.
+"""32-bit (PAGEDUMP) triage dumps made by the project's dump writer.
 
-No real 32-bit minidump is in the corpus; this builds one the way the kernel
-does (header page, TRIAGE_DUMP32 on the second page, 8-byte aligned parts)
-and checks every part is found at its place.
+No real 32-bit minidump is in the corpus; the writer lays one out from
+TRIAGE_DUMP32's public description (header page, TRIAGE_DUMP32 on the second
+page, 8-byte aligned parts) and these tests check every part is found at its
+place.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import pytest
 import bugcheck
 from bugcheck.dumpfile import DumpKind
 from bugcheck.dumpfile.kddebugger import OFFSETS
+from bugcheck.dumpfile.writer import DumpDescription, TriageDriver, TriageParts, write_triage_dump
 from bugcheck.errors import MemoryNotPresent
 
 KDBG_VA = 0x8054C2E0
@@ -30,41 +32,25 @@ def _sx(v: int) -> int:
     return v | 0xFFFFFFFF_00000000 if v & 0x80000000 else v
 
 
-def _dump_string(s: str) -> bytes:
-    return struct.pack("<I", len(s)) + s.encode("utf-16-le") + b"\0\0"
-
-
-def build() -> bytes:
-    out = bytearray(0x1000 + 0x68)
-    out[0:0x1000] = b"PAGE" * 0x400
-    out[0:8] = b"PAGEDUMP"
-    struct.pack_into(
-        "<II4I3I", out, 8, 0xF, 2600, 0x39000, 0x81000000, 0x8055A420, 0x8055B0D8, 0x14C, 2, 0x8E
-    )
-    struct.pack_into("<4I", out, 0x2C, 0xC0000005, 0x805D2B1A, 0xF8954D00, 0)
-    out[0x5C] = 1  # PaeEnabled
-    struct.pack_into("<I", out, 0x60, KDBG_VA)
-    ctx = bytearray(0x2CC)
-    struct.pack_into("<I", ctx, 0, 0x1003F)
-    struct.pack_into("<3I", ctx, 0xB4, STACK_VA + 0x40, 0x805D2B1A, 8)  # ebp, eip, cs
-    struct.pack_into("<3I", ctx, 0xC0, 0x10246, STACK_VA, 0x10)  # efl, esp, ss
-    out[0x320 : 0x320 + len(ctx)] = ctx
-    struct.pack_into("<5I", out, 0x7D0, 0x80000003, 0, 0, 0x804E3592, 0)
-    struct.pack_into("<6I", out, 0xF88, 4, 0xCFF, 0, 1, 0x100, 0)
-    struct.pack_into("<QQ", out, 0xFB8, 12345 * 10_000_000, 128930000000000000)
-
-    def put(data: bytes) -> int:
-        off = len(out)
-        out.extend(data)
-        out.extend(bytes(-len(out) % 8))
-        return off
-
-    mm = put(struct.pack("<13I", 1, 0x34, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7))
-    unl = put(
-        struct.pack("<I", 1)
-        + struct.pack("<HHI", 14, 14, 0)
-        + "dam.sys".encode("utf-16-le").ljust(24, b"\0")
-        + struct.pack("<II", 0xF8A00000, 0xF8A08000)
+def build(path) -> None:
+    desc = DumpDescription(
+        machine="x86",
+        build=2600,
+        pfn_database=0x81000000,
+        ps_loaded_module_list=0x8055A420,
+        ps_active_process_head=0x8055B0D8,
+        processor_count=2,
+        bugcheck_code=0x8E,
+        bugcheck_parameters=(0xC0000005, 0x805D2B1A, 0xF8954D00, 0),
+        kd_debugger_data_block=KDBG_VA,
+        system_up_time=12345 * 10_000_000,
+        system_time=128930000000000000,
+        suite_mask=0x100,
+        contexts=[
+            {"ebp": STACK_VA + 0x40, "eip": 0x805D2B1A, "cs": 8, "efl": 0x10246, "esp": STACK_VA, "ss": 0x10}
+        ],
+        # KiProcessorBlock: [0] bogus, [1] ours
+        mappings={KPB_VA: struct.pack("<II", 0xFFDFF000 + 0x120 - 0x1000, PRCB_VA)},
     )
     kd = bytearray(0x340)
     struct.pack_into("<QQ4sI", kd, 0, 0, 0, b"KDBG", len(kd))
@@ -82,38 +68,32 @@ def build() -> bytes:
     prcb[0x10] = 1  # processor 1
     thread = bytearray(SIZE_ETHREAD)
     struct.pack_into("<I", thread, APC_PROCESS, PROCESS_VA)
-    process = bytes(range(256)) * (SIZE_EPROCESS // 256) + bytes(SIZE_EPROCESS % 256)
-    prcb_off, process_off, thread_off = put(bytes(prcb)), put(process), put(bytes(thread))
-    stack = bytes((i * 7) & 0xFF for i in range(0x400))
-    stack_off = put(stack)
-    names = ["ntoskrnl.exe", "myfault.sys"]
-    bases = [(0x804D7000, 0x1F8580), (0xF8A10000, 0x2000)]
-    drv_off = put(bytes(0x4C * len(names)))
-    pool_off = len(out)
-    name_offs = [put(_dump_string(n)) for n in names]
-    for i, ((base, size), noff) in enumerate(zip(bases, name_offs, strict=True)):
-        e = drv_off + 0x4C * i
-        struct.pack_into("<I", out, e, noff)
-        struct.pack_into("<I", out, e + 4 + 0x18, base)
-        struct.pack_into("<I", out, e + 4 + 0x20, size)
-        struct.pack_into("<II", out, e + 4 + 0x40, 0xABCD, 0x48025EAB)
-    kd_off = put(bytes(kd))
-    kpb_data_off = put(struct.pack("<II", 0xFFDFF000 + 0x120 - 0x1000, PRCB_VA))  # [0] bogus, [1] ours
-    blocks_off = put(struct.pack("<QII", KPB_VA, kpb_data_off, 8))
-    valid_off = put(b"TRGDDump")
-    tri = [
-        0, len(out), valid_off, 0x320, 0x7D0, mm, unl, prcb_off, process_off, thread_off, stack_off,
-        len(stack), drv_off, len(names), pool_off, kd_off - pool_off, drv_off + 0x4C, 0xFFFFFFFF,
-        STACK_VA, 0, 0, 0, kd_off, len(kd), blocks_off, 1,
-    ]  # fmt: skip
-    struct.pack_into("<26I", out, 0x1000, *tri)
-    return bytes(out)
+    parts = TriageParts(
+        directory_table_base=0x39000,
+        pae=True,
+        exception=(0x80000003, 0x804E3592, ()),
+        mm=(1, 0x34, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7),
+        unloaded_drivers=[("dam.sys", 0xF8A00000, 0xF8A08000)],
+        prcb=bytes(prcb),
+        process=bytes(range(256)) * (SIZE_EPROCESS // 256) + bytes(SIZE_EPROCESS % 256),
+        thread=bytes(thread),
+        top_of_stack=STACK_VA,
+        stack=bytes((i * 7) & 0xFF for i in range(0x400)),
+        drivers=[
+            TriageDriver("ntoskrnl.exe", 0x804D7000, 0x1F8580, timestamp=0x48025EAB, checksum=0xABCD),
+            TriageDriver("myfault.sys", 0xF8A10000, 0x2000),
+        ],
+        broken_driver=1,
+        debugger_data=bytes(kd),
+        triage_options=0xFFFFFFFF,
+    )
+    write_triage_dump(desc, path, parts)
 
 
 @pytest.fixture(scope="module")
 def d(tmp_path_factory):
     path = tmp_path_factory.mktemp("t32") / "mini32.dmp"
-    path.write_bytes(build())
+    build(path)
     return bugcheck.open(path)
 
 

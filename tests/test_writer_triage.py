@@ -178,3 +178,36 @@ def test_minimal_dump_opens(tmp_path):
     assert d.kind is DumpKind.TRIAGE and d.crash_context.pc == 0x80001000
     assert d.triage.drivers == [] and d.triage.valid
     assert struct.unpack_from("<I", path.read_bytes(), 0xF88)[0] == 4
+
+
+def test_debugger_data_locates_snapshots_x64(tmp_path):
+    """With a KDDEBUGGER_DATA64 copy the reader finds the thread through the PRCB and the
+    process through the thread, so the snapshots show at their virtual addresses."""
+    from bugcheck.dumpfile.kddebugger import OFFSETS
+
+    kdbg, thread_va, process_va = 0xFFFFF800_10C00000, 0xFFFF_A001_2345_6080, 0xFFFF_A001_1111_2040
+    kd = bytearray(0x340)
+    struct.pack_into("<QQ4sI", kd, 0, 0, 0, b"KDBG", len(kd))
+    struct.pack_into("<H", kd, OFFSETS["OffsetKThreadApcProcess"], 0x98)
+    struct.pack_into("<H", kd, OFFSETS["OffsetPrcbCurrentThread"], 8)
+    struct.pack_into("<H", kd, OFFSETS["SizePrcb"], 0x200)
+    struct.pack_into("<H", kd, OFFSETS["SizeEThread"], 0x100)
+    struct.pack_into("<H", kd, OFFSETS["SizeEProcess"], 0x100)
+    prcb = bytearray(0x200)
+    struct.pack_into("<Q", prcb, 8, thread_va)
+    thread = bytearray(0x100)
+    struct.pack_into("<Q", thread, 0x98, process_va)
+    process = bytes(range(256))
+    desc = DumpDescription(
+        machine="x64", contexts=[{"rip": 0xFFFFF800_10001000}], kd_debugger_data_block=kdbg
+    )
+    parts = TriageParts(prcb=bytes(prcb), thread=bytes(thread), process=process, debugger_data=bytes(kd))
+    path = tmp_path / "kd64.dmp"
+    write_triage_dump(desc, path, parts)
+    d = bugcheck.open(path).file
+    assert d.header.mini_dump_fields & 0x400
+    t = d.triage
+    assert (t.thread_address, t.process_address) == (thread_va, process_va)
+    assert (t.prcb_size, t.thread_size, t.process_size) == (0x200, 0x100, 0x100)
+    assert d.read_virtual(process_va + 0x41, 2) == b"\x41\x42"
+    assert d.read_virtual(kdbg + 0x10, 4) == b"KDBG"

@@ -10,7 +10,9 @@ from test_dump_triage32 import STACK_VA, build
 
 
 def _dump(tmp_path):
-    raw = bytearray(build())
+    base = tmp_path / "base.dmp"
+    build(base)  # the project's writer makes the 32-bit triage dump
+    raw = bytearray(base.read_bytes())
     pattern = bytes((i * 7) & 0xFF for i in range(0x40))
     at = raw.find(pattern)  # the captured stack (TopOfStack = STACK_VA)
     assert at > 0

@@ -118,11 +118,13 @@ def test_kv_layout_and_trap(session):
 
 
 def test_stack_text_matches_kv_rows(session):
-    from bugcheck.commands.stack import session_walk, stack_text
+    """!analyze's STACK_TEXT rows carry the same Child-SP, RetAddr and args as kv."""
+    from bugcheck.analysis.analyze import stack_text
+    from bugcheck.commands.stack import session_walk
 
     session.reset_context()
     sw = session_walk(session, 5)
-    lines = stack_text(session, sw)
+    lines = stack_text(session.slot("target").resolver, sw.frames, session.pointer_size)
     assert lines[0].startswith("ffff8504`29890ee8 fffff804`7be0f4e1     : 00000000`0000007e ")
     assert lines[0].endswith(" : nt!KeBugCheckEx")
     assert len(lines) == 5

@@ -27,6 +27,7 @@ from bugcheck.analysis import bucket as bucketing
 from bugcheck.analysis.catalog import lookup, render_bugcheck_box
 from bugcheck.analysis.triage_rules import default_rules, pick_culprit
 from bugcheck.errors import BugcheckError, MemoryNotPresent
+from bugcheck.stack.trapframe import read_context_record
 
 SCHEMA = "bugcheck.analysis/1"
 NO_UNWIND_WARNING = "WARNING: Stack unwind information not available. Following frames may be wrong."
@@ -169,14 +170,6 @@ def _hex_bt(v: int | None, ps: int = 8) -> str:
     return f"{(v >> 32) & 0xFFFFFFFF:08x}`{v & 0xFFFFFFFF:08x}"
 
 
-def _read_context_record(dump, address: int):
-    from bugcheck.dumpfile.context import Context
-
-    size = Context.size_for(dump.machine)
-    data = dump.read_virtual(address, size)
-    return Context.parse(dump.machine, data)
-
-
 def _read_exception_record(dump, address: int) -> dict:
     from bugcheck.dumpfile.header import ExceptionRecord
 
@@ -192,39 +185,21 @@ def _read_exception_record(dump, address: int) -> dict:
     }
 
 
-#: _KTRAP_FRAME members -> WinDbg register names (volatile registers and the machine frame)
-_TRAP_FIELDS = {
-    "Rax": "rax", "Rcx": "rcx", "Rdx": "rdx", "R8": "r8", "R9": "r9", "R10": "r10", "R11": "r11",
-    "Rbp": "rbp", "Rip": "rip", "Rsp": "rsp", "EFlags": "efl", "SegCs": "cs", "SegSs": "ss",
-}  # fmt: skip
-
-
-def read_trap_frame(kernel, address: int) -> dict[str, int] | None:
-    """Registers saved in a ``_KTRAP_FRAME`` (by member name); the others read as zero, as in WinDbg."""
+def read_trap_frame(dump, kernel, address: int) -> dict[str, int] | None:
+    """The registers a ``_KTRAP_FRAME`` holds, read by the stack layer's readers (None when absent)."""
     try:
-        from bugcheck.stack.trapframe import trap_frame_registers  # the stack layer's reader, when present
-    except ImportError:
-        trap_frame_registers = None
-    if trap_frame_registers is not None:
-        try:
-            regs = trap_frame_registers(kernel, address)
-            if regs:
-                return regs
-        except (BugcheckError, TypeError):
-            pass
-    t = kernel.types.get("_KTRAP_FRAME") if kernel is not None else None
-    if t is None:
-        return None
-    from bugcheck.kernel.typed import StructView
+        if dump.machine == "x86":
+            from bugcheck.stack.x86 import trap_frame_offsets, trap_frame_registers
 
-    v = StructView(kernel.memory, address, t, kernel.types)
-    regs = {n: 0 for n in ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp", "rip")}
-    regs.update({f"r{i}": 0 for i in range(8, 16)})
-    for member, reg in _TRAP_FIELDS.items():
-        val = v.field_or(member)
-        if val is not None:
-            regs[reg] = val
-    return regs
+            def u32(va: int) -> int:
+                return int.from_bytes(dump.read_virtual(va, 4), "little")
+
+            return trap_frame_registers(u32, address, trap_frame_offsets(kernel))
+        from bugcheck.stack.trapframe import read_trap_frame as read_x64
+
+        return read_x64(dump.read_virtual, address, kernel.types if kernel is not None else None)
+    except BugcheckError:
+        return None
 
 
 def _trap_err_code(kernel, address: int) -> int | None:
@@ -351,7 +326,9 @@ def analyze(session, *, rules=None) -> Analysis:
                 a.warnings.append(f"Unable to read the exception record at {args[exr_i]:#x}: {e}")
         if args[cxr_i]:
             try:
-                ctx = _read_context_record(dump, args[cxr_i])
+                ctx = read_context_record(
+                    dump.read_virtual, args[cxr_i], dump.machine, kernel.types if kernel is not None else None
+                )
                 walk_ctx = ctx
                 stack_command = f".cxr {args[cxr_i]:#x} ; kb"
                 cxr_text = [f"{args[cxr_i]:x} -- (.cxr {args[cxr_i]:#x})"]
@@ -407,7 +384,7 @@ def analyze(session, *, rules=None) -> Analysis:
                 trap_addr = f.trap_frame
                 break
     if trap_addr is not None:
-        regs = read_trap_frame(kernel, trap_addr)
+        regs = read_trap_frame(dump, kernel, trap_addr)
         if regs is not None:
             err = _trap_err_code(kernel, trap_addr) if ps == 4 else None
             fields.append(("TRAP_FRAME", trap_frame_lines(session, dump, resolver, trap_addr, regs, err)))

@@ -140,28 +140,6 @@ def _render_x86(sw: StackWalk, *, args: bool, numbers: bool, only_calls: bool) -
     return lines
 
 
-def stack_text(session, frames=None) -> list[str]:
-    """``!analyze``'s STACK_TEXT lines: Child-SP, RetAddr, Args to Child, Call Site, no numbers."""
-    sw = frames if isinstance(frames, StackWalk) else None
-    if sw is None:
-        if frames is None:
-            sw = session_walk(session)
-        else:
-            sw = StackWalk(list(frames))
-    ps = session.pointer_size
-    out = []
-    for f in sw.frames:
-        out.append(
-            f"{_hex(f.sp, ps)} {_hex(f.return_address, ps)}"
-            + ("     " if ps == 8 else " ")
-            + ": "
-            + " ".join(_hex(a, ps) for a in f.args[:4])
-            + " : "
-            + f.symbol
-        )
-    return out
-
-
 _COUNT = re.compile(r"^\s*(\S.*)?$")
 
 

@@ -18,7 +18,6 @@ import gc
 
 from bugcheck.commands.registry import Result, command
 from bugcheck.commands.thread import (
-    IRP_BUDGET,
     SHARED_DATA,
     ListingFacts,
     _read_uint,
@@ -28,8 +27,9 @@ from bugcheck.commands.thread import (
     thread_info,
 )
 from bugcheck.errors import BugcheckError, CommandError, MemoryNotPresent
+from bugcheck.kernel import budget as budget_limits
 from bugcheck.kernel.kdtypes import ORIGIN, fallback_of
-from bugcheck.kernel.objects import Process
+from bugcheck.kernel.objects import MAX_THREADS, Process
 from bugcheck.kernel.typed import StructView, read_scalar
 from bugcheck.render import kobjects as render
 
@@ -154,13 +154,6 @@ def process_details(session, kernel, p: Process) -> dict:
     }
 
 
-#: threads one `!process` command lists in all: a hostile dump whose every process carries
-#: thousands of threads must not make the listing run for minutes (a real system has far fewer)
-THREAD_BUDGET = 32768
-#: processes one detailed `!process 0 FLAGS` listing shows (flags 0 lists every process)
-PROCESS_DETAIL_BUDGET = 8192
-
-
 def process_info(session, kernel, p: Process, flags: int, facts: ListingFacts | None = None) -> dict:
     """The fields ``!process`` shows for ``p`` at ``flags`` (JSON-able); ``facts`` is shared
     by the processes of one listing."""
@@ -181,15 +174,16 @@ def process_info(session, kernel, p: Process, flags: int, facts: ListingFacts | 
         "threads_warning": None,
     }
     if flags & 6:
-        budget = getattr(kernel, "thread_budget", THREAD_BUDGET)
+        budget = kernel.budget.threads if kernel.budget is not None else MAX_THREADS
         if budget <= 0:
             threads, warning = (
                 [],
-                f"threads not listed: this command's budget of {THREAD_BUDGET} threads is used up",
+                f"threads not listed: this command's budget of {budget_limits.THREADS} threads is used up",
             )
         else:
             threads, warning = p.threads(kernel.types, limit=budget)
-            kernel.thread_budget = budget - len(threads)
+            if kernel.budget is not None:
+                kernel.budget.threads -= len(threads)
         with_stack = flags & 6 == 6
         if facts is None:
             facts = ListingFacts(kernel)
@@ -223,8 +217,6 @@ def _parse(session, args: str) -> tuple[int | None, int | None, str | None]:
 @command("!process", "Display processes (EPROCESS) the way kd does")
 def process_command(session, args: str) -> Result:
     kernel = kernel_or_error(session)
-    kernel.irp_budget = IRP_BUDGET
-    kernel.thread_budget = THREAD_BUDGET
     if kernel.types.get("_EPROCESS") is None:
         raise CommandError("NT symbols are incorrect, please fix symbols")
     key, flags, image = _parse(session, args)
@@ -248,13 +240,13 @@ def process_command(session, args: str) -> Result:
             warning = None
         if image:
             procs = [p for p in procs if p.image_name.lower() == image.lower()]
-        if flags and len(procs) > PROCESS_DETAIL_BUDGET:
+        if flags and len(procs) > budget_limits.DETAILED_PROCESSES:
             # every detailed entry is kept in memory until the listing prints; a hostile list of
             # tens of thousands of processes must not exhaust memory (a real system has far fewer)
-            cut = len(procs) - PROCESS_DETAIL_BUDGET
-            procs = procs[:PROCESS_DETAIL_BUDGET]
+            cut = len(procs) - budget_limits.DETAILED_PROCESSES
+            procs = procs[: budget_limits.DETAILED_PROCESSES]
             warning = (warning + "; " if warning else "") + (
-                f"listing stopped after {PROCESS_DETAIL_BUDGET} processes ({cut} more on the list; "
+                f"listing stopped after {budget_limits.DETAILED_PROCESSES} processes ({cut} more on the list; "
                 "'!process 0 0' lists them all, '!process ADDR FLAGS' shows one)"
             )
         facts = ListingFacts(kernel)

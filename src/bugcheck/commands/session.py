@@ -546,13 +546,13 @@ class Session:
         return None, word, text[m.end() :].strip()
 
     def _reset_work_budget(self) -> None:
-        """Each command gets a fresh budget of stack-scan work (shared by all its stack walks)."""
+        """Each command gets fresh work limits, shared by all the walks it runs."""
         target = self._slots.get("target")
-        resolver = getattr(target, "resolver", None)
-        if resolver is not None and hasattr(resolver, "cache"):
-            from bugcheck.stack.scan import ScanBudget
+        kernel = getattr(target, "kernel", None)
+        if kernel is not None:
+            from bugcheck.kernel.budget import WorkBudget
 
-            resolver.cache["scan-budget"] = ScanBudget()
+            kernel.budget = WorkBudget()
 
     def run(self, line: str) -> list[Result]:
         """Run one command line (``cmd; cmd``) and return one Result per command."""

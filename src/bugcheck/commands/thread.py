@@ -43,9 +43,6 @@ OBJECT_KINDS = {
 MAX_WAIT_BLOCKS = 64
 #: bound on the IRPs listed for one thread
 MAX_IRPS = 1024
-#: IRPs read per command across all threads: a corrupt dump whose every thread has a long
-#: IRP list must not turn `!process 0 7` into millions of reads (reset by each command)
-IRP_BUDGET = 16384
 
 
 def kernel_or_error(session):
@@ -126,7 +123,7 @@ def irp_list(kernel, t: Thread) -> tuple[list[dict], str | None]:
     irp_t = kernel.types.get("_IRP")
     if irp_t is None or not t.view.has("IrpList") or irp_t.member("ThreadListEntry") is None:
         return [], None
-    budget = getattr(kernel, "irp_budget", IRP_BUDGET)
+    budget = kernel.budget.irps if kernel.budget is not None else MAX_IRPS
     if budget <= 0:
         return [], "IRP list not read: this command's IRP budget is used up"
     walk = walk_list(
@@ -136,7 +133,8 @@ def irp_list(kernel, t: Thread) -> tuple[list[dict], str | None]:
         kernel.pointer_size,
         min(MAX_IRPS, budget),
     )
-    kernel.irp_budget = budget - len(walk.entries)
+    if kernel.budget is not None:
+        kernel.budget.irps -= len(walk.entries)
     out = []
     for a in walk.entries:
         v = StructView(kernel.memory, a, irp_t, kernel.types)
@@ -408,7 +406,6 @@ def parse_thread_args(session, args: str) -> tuple[int | None, int]:
 @command("!thread", "Display a kernel thread (ETHREAD) the way kd does")
 def thread_command(session, args: str) -> Result:
     kernel = kernel_or_error(session)
-    kernel.irp_budget = IRP_BUDGET
     addr, _flags = parse_thread_args(session, args)
     if addr is None or addr == (1 << (8 * session.pointer_size)) - 1:
         t = kernel.current_thread(session.processor)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from bugcheck.errors import BugcheckError, MemoryNotPresent
+from bugcheck.kernel.budget import WorkBudget
 from bugcheck.kernel.objects import MAX_PROCESSES, Process, Processor, Thread
 from bugcheck.kernel.typed import StructView, Types, walk_list
 
@@ -29,6 +30,8 @@ class Kernel:
         self._symbol = symbol or (lambda name: None)
         self.warnings: list[str] = []
         self._processors: list[Processor] | None = None
+        #: the current command's work limits (set by the session per command; None: unlimited)
+        self.budget: WorkBudget | None = None
 
     # -- helpers -------------------------------------------------------------------------------
     def symbol(self, name: str) -> int | None:

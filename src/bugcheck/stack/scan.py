@@ -29,17 +29,6 @@ except ImportError:  # pragma: no cover - iced is a hard dependency
 MASK64 = (1 << 64) - 1
 #: how far above sp a scan looks for the caller (big kernel frames reach ~0x800)
 SCAN_LIMIT = 0x3000
-#: stack slots one command may scan in all (its walks share it): a corrupt dump whose thousands
-#: of threads all need full scans must not keep `!process 0 7` busy for minutes
-SCAN_BUDGET_SLOTS = 2_000_000
-
-
-class ScanBudget:
-    """Slots left for scanning in the current command (reset by the session per command)."""
-
-    def __init__(self, slots: int = SCAN_BUDGET_SLOTS):
-        self.slots = slots
-        self.exhausted = False
 
 
 #: how many prolog instructions are decoded at most
@@ -263,13 +252,14 @@ def scan_for_return(
     """(slot, return address) of the first believable return address at or above ``sp``, or None.
 
     ``accept(slot, value)``, when given, can still refuse a candidate (a look-ahead check);
-    ``budget`` (a :class:`ScanBudget`) caps the slots all scans of one command may read.
+    ``budget`` (the command's :class:`~bugcheck.kernel.budget.WorkBudget`) caps the slots all
+    scans of one command may read.
     """
     if budget is not None:
-        if budget.slots <= 0:
-            budget.exhausted = True
+        if budget.scan_slots <= 0:
+            budget.scan_exhausted = True
             return None
-        limit = min(limit, budget.slots * 8)
+        limit = min(limit, budget.scan_slots * 8)
     scanned = 0
     try:
         for slot in range(sp, sp + limit, 8):
@@ -284,7 +274,7 @@ def scan_for_return(
         return None
     finally:
         if budget is not None:
-            budget.slots -= scanned
+            budget.scan_slots -= scanned
 
 
 def prolog_size(code: CodeMap, start: int, pc: int) -> int | None:

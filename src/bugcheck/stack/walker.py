@@ -291,11 +291,11 @@ class _Unwinder:
                     new = dict(regs)
                     new["rip"], new["rsp"] = pinned[1], (pinned[0] + 8) & MASK64
                     return new, "prolog"
-        budget = self.resolver.cache.get("scan-budget") if hasattr(self.resolver, "cache") else None
+        budget = getattr(self.kernel, "budget", None)
         hit = scan_for_return(
             self.u64, self.code, floor, callee_start=start, accept=self._consistent, budget=budget
         )
-        if hit is None and budget is not None and budget.exhausted:
+        if hit is None and budget is not None and budget.scan_exhausted:
             self.budget_note = True
         if hit is None:
             return None

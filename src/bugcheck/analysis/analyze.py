@@ -231,19 +231,18 @@ def _os_fields(session, dump) -> list[tuple[str, list[str]]]:
         if len(parts) >= 4 and parts[1].isdigit():
             revision = parts[1]
             branch = parts[3]
-    major = dump.header.major_version
-    version = f"10.0.{build}.{revision}" if build >= 10240 else f"6.x.{build}.{revision}"
-    if build < 10240:
-        version = {9600: "6.3", 9200: "6.2", 7601: "6.1", 7600: "6.1", 6002: "6.0"}.get(build, "6.x")
-        version = f"{version}.{build}.{revision}"
-    fields = [("OS_VERSION", [version])]
+    nt = (
+        "10.0"
+        if build >= 10240
+        else {9600: "6.3", 9200: "6.2", 7601: "6.1", 7600: "6.1", 6002: "6.0"}.get(build, "6.x")
+    )
+    fields = [("OS_VERSION", [f"{nt}.{build}.{revision}"])]
     if branch:
         fields.append(("BUILDLAB_STR", [branch]))
     fields.append(
         ("OSPLATFORM_TYPE", [{"x64": "x64", "x86": "x86", "arm64": "arm64"}.get(dump.machine, dump.machine)])
     )
     fields.append(("OSNAME", [_os_name(build)]))
-    del major
     return fields
 
 

@@ -45,27 +45,8 @@ def kernel_base_of(dump) -> int | None:
     triage = getattr(dump, "triage", None)
     drivers = getattr(triage, "drivers", None) if triage is not None else None
     if drivers:
-        return _driver_fields(drivers[0])[1]
+        return drivers[0].base
     return None
-
-
-def _driver_fields(d) -> tuple[str, int, int, int, int, str]:
-    """(file name, base, size, timestamp, checksum, path) from a triage driver entry (object or tuple)."""
-    if isinstance(d, tuple):
-        name, base, size = d[0], d[1], d[2]
-        ts = d[3] if len(d) > 3 else 0
-        cs = d[4] if len(d) > 4 else 0
-        return file_name_of(name), base, size, ts, cs, name
-    name = getattr(d, "name", "") or ""
-    path = getattr(d, "path", "") or name
-    return (
-        file_name_of(name or path),
-        getattr(d, "base", 0),
-        getattr(d, "size", 0),
-        getattr(d, "timestamp", 0) or getattr(d, "time_date_stamp", 0),
-        getattr(d, "checksum", 0),
-        path,
-    )
 
 
 def from_triage(dump) -> ModuleList | None:
@@ -74,23 +55,15 @@ def from_triage(dump) -> ModuleList | None:
         return None
     mods = []
     for d in list(triage.drivers)[:MAX_MODULES]:
-        name, base, size, ts, cs, path = _driver_fields(d)
-        if not name:
-            continue
-        mods.append(ModuleInfo(name, base, size, path=path, timestamp=ts, checksum=cs))
-    unloaded = []
-    for u in list(getattr(triage, "unloaded_drivers", None) or [])[:MAX_MODULES]:
-        if isinstance(u, tuple):
-            unloaded.append(UnloadedModule(u[0], u[1], u[2], u[3] if len(u) > 3 else 0))
-        else:
-            unloaded.append(
-                UnloadedModule(
-                    getattr(u, "name", ""),
-                    getattr(u, "start", 0),
-                    getattr(u, "end", 0),
-                    getattr(u, "time", 0),
-                )
+        name = file_name_of(d.name)  # the list records a path (\\SystemRoot\\...) or a bare name
+        if name:
+            mods.append(
+                ModuleInfo(name, d.base, d.size, path=d.name, timestamp=d.timestamp, checksum=d.checksum)
             )
+    unloaded = [
+        UnloadedModule(u.name, u.start, u.end)
+        for u in list(getattr(triage, "unloaded_drivers", None) or [])[:MAX_MODULES]
+    ]
     return ModuleList(assign_module_names(mods), unloaded, "triage driver list")
 
 

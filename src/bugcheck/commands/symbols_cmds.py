@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 from bugcheck.commands.registry import Result, command
 from bugcheck.errors import BugcheckError, CommandError, MemoryNotPresent
+from bugcheck.symbols.pe import image_property
 
 LM_HEADER = "start             end                 module name"
 LM_HEADER_32 = "start    end        module name"
@@ -138,12 +139,7 @@ def _verbose_lines(session, m, ms) -> list[str]:
     lines.append(f"    Image name: {m.image_name}")
     lines.append("    Browse all global symbols  functions  data")
     img = ms.image
-    repro = False
-    if img is not None:
-        try:
-            repro = bool(img.is_reproducible)
-        except BugcheckError:
-            repro = False
+    repro = bool(image_property(img, "is_reproducible"))
     if m.timestamp:
         if repro:
             lines.append("    Image was built with /Brepro flag.")
@@ -154,12 +150,7 @@ def _verbose_lines(session, m, ms) -> list[str]:
             lines.append(f"    Timestamp:        {_ctime(m.timestamp)} ({m.timestamp:08X})")
     lines.append(f"    CheckSum:         {m.checksum:08X}")
     lines.append(f"    ImageSize:        {m.size:08X}")
-    vi = None
-    if img is not None:
-        try:
-            vi = img.version_info
-        except BugcheckError:
-            vi = None
+    vi = image_property(img, "version_info")
     if vi is None:
         lines.append(f"    Translations:     {DEFAULT_TRANSLATIONS}")
         lines.append("    Information from resource tables:")
@@ -254,12 +245,7 @@ def lmi(session, args: str) -> Result:
     lines.append(f"     Time Stamp: {m.timestamp:08x} {_ctime(m.timestamp)}")
     lines.append(f"           Size: {m.size:x}")
     lines.append(f"       CheckSum: {m.checksum:x}")
-    cv = None
-    if img is not None:
-        try:
-            cv = img.codeview
-        except BugcheckError:
-            cv = None
+    cv = image_property(img, "codeview")
     if cv is not None and cv.guid is not None:
         lines.append(f"Debug Data Dirs: CODEVIEW RSDS - GUID: {{{str(cv.guid).upper()}}}")
         lines.append(f"               Age: {cv.age}, Pdb: {cv.pdb_name}")

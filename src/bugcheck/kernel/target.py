@@ -32,6 +32,7 @@ from bugcheck.kernel.model import Kernel
 from bugcheck.kernel.modules import ModuleList, discover, kernel_base_of
 from bugcheck.kernel.typed import Types
 from bugcheck.symbols.modules import ModuleInfo, assign_module_names
+from bugcheck.symbols.pe import image_property
 from bugcheck.symbols.resolver import ModuleSymbols, Resolver
 from bugcheck.symbols.types import Symbol
 
@@ -203,11 +204,8 @@ class Target:
             self._try_pdb(module, ms, cv)
         if ms.symbols is None and module.index == 0:
             self._try_kernel_table(module, ms, cv)
-        if ms.symbols is None and image is not None:
-            try:
-                exports = image.exports
-            except BugcheckError:
-                exports = []
+        if ms.symbols is None:
+            exports = image_property(image, "exports")
             if exports:
                 ms.symbols = ExportSymbols(exports)
                 ms.state = "export symbols"
@@ -234,7 +232,11 @@ class Target:
                 mem_img = PeImage.from_memory(self.dump.read_virtual, module.base, module.image_name)
             except BugcheckError as e:
                 ms.messages.append(f"{module.name}: image header in the dump is unreadable: {e}")
-        if mem_img is not None and getattr(mem_img, "headers_complete", True) and self._has_codeview(mem_img):
+        if (
+            mem_img is not None
+            and getattr(mem_img, "headers_complete", True)
+            and image_property(mem_img, "codeview")
+        ):
             ms.image_file = "(dump memory)"
             return mem_img
         file_img = self._find_image_file(module, ms)
@@ -243,13 +245,6 @@ class Target:
         if mem_img is not None:
             ms.image_file = "(dump memory, partial)"
         return mem_img
-
-    @staticmethod
-    def _has_codeview(img) -> bool:
-        try:
-            return img.codeview is not None
-        except BugcheckError:
-            return False
 
     def _find_image_file(self, module: ModuleInfo, ms: ModuleSymbols):
         name = _safe_file_name(module.image_name)

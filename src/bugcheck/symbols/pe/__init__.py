@@ -14,11 +14,12 @@ memory, where absent pages shorten tables instead of failing::
 Executing unwind data is ``bugcheck.stack.unwind_x64`` / ``unwind_arm64``.
 """
 
-from .image import CodeView, DebugEntry, Export, PeImage, Section
+from .image import CodeView, DebugEntry, Export, PeImage, Section, image_property
 from .resources import VersionInfo
 from .unwind import GPR_NAMES, RuntimeFunction, UnwindCode, UnwindInfo
 
 __all__ = [
+    "image_property",
     "PeImage", "Section", "Export", "DebugEntry", "CodeView", "VersionInfo",
     "RuntimeFunction", "UnwindInfo", "UnwindCode", "GPR_NAMES",
 ]  # fmt: skip

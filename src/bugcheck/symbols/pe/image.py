@@ -17,7 +17,7 @@ from functools import cached_property
 
 import numpy as np
 
-from bugcheck.errors import BadFileError, MemoryNotPresent
+from bugcheck.errors import BadFileError, BugcheckError, MemoryNotPresent
 
 from . import arm64
 from .reader import FileReader, ImageReader, MemoryReader
@@ -559,3 +559,13 @@ def _in_holes(holes, start: int, n: int) -> bool:
 
 
 __all__ = ["PeImage", "Section", "Export", "DebugEntry", "CodeView", "parse_runtime_functions"]
+
+
+def image_property(img, name: str):
+    """A PeImage property, or None when there is no image or that part of it is damaged or absent."""
+    if img is None:
+        return None
+    try:
+        return getattr(img, name)
+    except BugcheckError:
+        return None

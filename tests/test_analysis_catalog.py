@@ -241,18 +241,3 @@ def test_analyze_show_uses_the_dump_bugcheck():
     res = show(Session(d), "")
     assert "DPC_WATCHDOG_VIOLATION (133)" in res.text
     assert "Arg2: 0000000000001e00, The watchdog period." in res.text
-
-
-def test_analyze_without_engine_still_shows_the_box(monkeypatch):
-    import sys
-
-    from bugcheck.commands.analyze_show import analyze_command
-    from bugcheck.commands.session import Session
-
-    monkeypatch.setitem(sys.modules, "bugcheck.analysis.analyze", None)  # import fails
-    d = bugcheck.open(corpus_file("dumps", "rizin-triage_arm64.dmp"))
-    res = analyze_command(Session(d), "-v")
-    assert "MANUALLY_INITIATED_POWER_BUTTON_HOLD (1c8)" in res.text
-    assert "Arg1: 0000000000001b58, Time in milliseconds the power button was held down." in res.text
-    assert res.text.rstrip().endswith("!analyze: analysis engine not available")
-    assert analyze_command(Session(None), "").text == "!analyze: analysis engine not available\n"

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from bugcheck.analysis import bucket as bucketing
 from bugcheck.analysis.catalog import lookup, render_bugcheck_box
 from bugcheck.analysis.triage_rules import default_rules, pick_culprit
-from bugcheck.errors import BugcheckError, MemoryNotPresent
+from bugcheck.errors import BugcheckError
 from bugcheck.stack.trapframe import read_context_record
 
 SCHEMA = "bugcheck.analysis/1"
@@ -216,13 +216,9 @@ def _trap_err_code(kernel, address: int) -> int | None:
 
 
 def _os_fields(session, dump) -> list[tuple[str, list[str]]]:
-    lab = None
-    try:
-        from bugcheck.commands.target import build_lab
+    from bugcheck.dumpfile.buildlab import build_lab
 
-        lab = build_lab(session)
-    except Exception:  # noqa: BLE001 - the build lab is optional decoration
-        lab = None
+    lab = build_lab(dump)
     build = dump.header.minor_version
     revision = "0"
     branch = None
@@ -609,20 +605,3 @@ def stack_text(resolver, frames, pointer_size: int = 8, first_scan: int | None =
             f"{_hex_bt(f.sp, pointer_size)} {_hex_bt(f.return_address, pointer_size)}     : {arg_text} : {call_site}"
         )
     return lines
-
-
-def run_analyze(session, args: str):
-    """The ``!analyze`` command: ``-v``/``-vv``/``-vN`` verbose; bare (or ``-brief``) the short form.
-
-    Bare ``!analyze`` prints WinDbg's short form ("Use !analyze -v to get detailed
-    debugging information.", ``BugCheck ...``, ``Probably caused by``), as kd does.
-    """
-    from bugcheck.commands.registry import Result
-
-    words = args.lower().split()
-    verbose = any(w.startswith("-v") for w in words) and not any(w in ("-brief", "--brief") for w in words)
-    try:
-        result = analyze(session)
-    except MemoryNotPresent as e:
-        return Result(f"!analyze: the dump lacks memory the analysis needs ({e})", {"error": str(e)}, SCHEMA)
-    return Result(result.text(verbose=verbose), result.to_dict(), SCHEMA)

@@ -6,19 +6,20 @@ arguments count as 0, so ``!analyze -show 9f 3`` explains subtype 3), or for
 the dump's own bugcheck when no code is given. Like WinDbg, an undocumented
 code prints ``Unknown bugcheck code (...)`` and the raw arguments.
 
-Every other form (``!analyze``, ``-v``, ``-hang``...) belongs to the analysis
-engine in ``bugcheck.analysis.analyze``; it is imported only when used, so
-this module works before (and without) that engine.
+Every other form runs the analysis engine (``bugcheck.analysis.analyze``):
+bare ``!analyze`` prints kd's short form, ``-v`` the full report.
 """
 
 from __future__ import annotations
 
 import shlex
 
-from bugcheck.analysis.catalog import bugcheck_header, format_arg, lookup, render_bugcheck_box
+from bugcheck.analysis.analyze import SCHEMA as ANALYSIS_SCHEMA
+from bugcheck.analysis.analyze import analyze
+from bugcheck.analysis.catalog import bugcheck_header, format_arg, lookup
 from bugcheck.commands import registry
 from bugcheck.commands.registry import Result
-from bugcheck.errors import BugcheckError, CommandError
+from bugcheck.errors import BugcheckError, CommandError, MemoryNotPresent
 
 SCHEMA = "bugcheck.bugcheck_show/1"
 
@@ -85,24 +86,20 @@ def analyze_command(session, args: str) -> Result:
     if words and words[0].lower() == "-show":
         rest = args.split(None, 1)
         return show(session, rest[1] if len(rest) > 1 else "")
-    try:
-        from bugcheck.analysis.analyze import run_analyze
-    except ImportError:
-        # still show what the dump header alone tells, so the default CLI run is useful
-        note = "!analyze: analysis engine not available\n"
-        dump = getattr(session, "dump", None)
-        code = getattr(dump, "bugcheck_code", None)
-        if not code:
-            return Result(note, {"error": "analysis engine not available"})
-        params = [int(v) for v in (dump.bugcheck_parameters or ())]
-        box = render_bugcheck_box(code, params, getattr(session, "pointer_size", 8) or 8)
-        data = {"error": "analysis engine not available", "bugcheck_code": code, "args": params}
-        return Result(box + "\n" + note, data)
-    return run_analyze(session, args)
-
-
-# Another module may own ``!analyze`` outright; then it also has to handle ``-show`` (it can call show()).
-if registry.lookup("!analyze") is None:
-    registry.command("!analyze", "Analyze the bugcheck (-v verbose; -show CODE [ARGS] explains a code)")(
-        analyze_command
+    # bare `!analyze` (or -brief) is kd's short form; -v, -vv... the full one
+    lowered = args.lower().split()
+    verbose = any(w.startswith("-v") for w in lowered) and not any(
+        w in ("-brief", "--brief") for w in lowered
     )
+    try:
+        result = analyze(session)
+    except MemoryNotPresent as e:
+        return Result(
+            f"!analyze: the dump lacks memory the analysis needs ({e})", {"error": str(e)}, ANALYSIS_SCHEMA
+        )
+    return Result(result.text(verbose=verbose), result.to_dict(), ANALYSIS_SCHEMA)
+
+
+registry.command("!analyze", "Analyze the bugcheck (-v verbose; -show CODE [ARGS] explains a code)")(
+    analyze_command
+)

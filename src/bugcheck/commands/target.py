@@ -12,6 +12,7 @@ import os
 from dataclasses import fields, is_dataclass
 
 from bugcheck.commands.registry import Result, command, lookup
+from bugcheck.dumpfile.buildlab import build_lab as read_build_lab
 from bugcheck.errors import BugcheckError, CommandError
 
 _PRODUCT = {1: "WinNt", 2: "LanManNt", 3: "ServerNt"}
@@ -116,25 +117,8 @@ def kernel_base(session) -> int | None:
 
 
 def build_lab(session) -> str | None:
-    """``Edition build lab:`` text when the dump holds NtBuildLab (bitmap/full dumps usually do)."""
-    kdd = getattr(session.dump, "kd_debugger_data", None)
-    if not isinstance(kdd, dict):
-        return None
-    addr = None
-    for key in ("nt_build_lab", "NtBuildLab", "ntbuildlab"):
-        if isinstance(kdd.get(key), int) and kdd.get(key):
-            addr = kdd[key]
-            break
-    if addr is None:
-        return None
-    try:
-        raw = session.read_virtual(addr, 0x80)
-    except BugcheckError:
-        return None
-    text = raw.split(b"\0", 1)[0]
-    if not text or any(b < 0x20 or b > 0x7E for b in text):
-        return None
-    return text.decode("ascii")
+    """``Edition build lab:`` text when the dump holds NtBuildLab (see ``dumpfile.buildlab``)."""
+    return read_build_lab(session.dump)
 
 
 def version_lines(session) -> list[str]:

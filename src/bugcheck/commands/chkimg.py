@@ -10,59 +10,12 @@ so the report says how many bytes could be checked).
 
 from __future__ import annotations
 
-import struct
-
 from bugcheck.commands.registry import Result, command
 from bugcheck.errors import BugcheckError, CommandError
+from bugcheck.symbols.pe.relocs import relocated_bytes, relocations
 
 IMAGE_SCN_MEM_EXECUTE = 0x20000000
 IMAGE_SCN_MEM_DISCARDABLE = 0x02000000
-DIR_BASERELOC = 5
-#: relocation types: 3 = HIGHLOW (4 bytes), 10 = DIR64 (8 bytes)
-_RELOC_WIDTH = {3: 4, 10: 8}
-MAX_RELOC_BYTES = 16 << 20
-
-
-def relocations(image) -> list[tuple[int, int]]:
-    """(rva, width) of every HIGHLOW/DIR64 fixup in the image's base relocation table."""
-    rva, size = image.directory(DIR_BASERELOC)
-    if not rva or not size:
-        return []
-    data = image.read_tolerant(rva, min(size, MAX_RELOC_BYTES))
-    out = []
-    pos = 0
-    while pos + 8 <= len(data):
-        page, block = struct.unpack_from("<II", data, pos)
-        if block < 8 or pos + block > len(data):
-            break
-        for i in range(pos + 8, pos + block - 1, 2):
-            (entry,) = struct.unpack_from("<H", data, i)
-            width = _RELOC_WIDTH.get(entry >> 12)
-            if width:
-                out.append((page + (entry & 0xFFF), width))
-        pos += block
-    return out
-
-
-def relocated_bytes(image, rva: int, size: int, delta: int, fixups: list[tuple[int, int]]) -> bytearray:
-    buf = bytearray(image.read_tolerant(rva, size))
-    for frva, width in fixups:
-        off = frva - rva
-        if off + width <= 0 or off >= len(buf):
-            continue
-        # apply the fixup on a scratch copy covering the whole value, then take the overlap
-        whole = bytearray(image.read_tolerant(frva, width))
-        if len(whole) < width:
-            continue
-        fmt = "<Q" if width == 8 else "<I"
-        (v,) = struct.unpack(fmt, whole)
-        v = (v + delta) & ((1 << (width * 8)) - 1)
-        fixed = struct.pack(fmt, v)
-        for j in range(width):
-            k = off + j
-            if 0 <= k < len(buf):
-                buf[k] = fixed[j]
-    return buf
 
 
 def loader_rewrite(image, rva: int, got: bytes, want: bytes) -> str | None:

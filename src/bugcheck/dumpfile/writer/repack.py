@@ -10,11 +10,18 @@ triage dump did not capture read as zeros after re-packing.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+import struct
+from collections.abc import Iterable, Mapping
+
+import numpy as np
 
 from .description import PAGE, DumpDescription
 
 MAX_REPACK_PAGES = 1 << 22  # 16 GB of captured memory is far beyond any triage dump
+#: bytes of module images one re-pack may place (a kernel's drivers total a few hundred MB)
+MAX_IMAGE_BYTES = 2 << 30
+#: MI_UNLOADED_DRIVERS: the kernel's MmUnloadedDrivers array has this many slots
+MI_UNLOADED_DRIVERS = 50
 
 
 def _as_block(item) -> tuple[int, bytes]:
@@ -35,6 +42,12 @@ def blocks_to_mappings(blocks: Iterable, address_mask: int = (1 << 64) - 1) -> d
     Where blocks overlap, the one listed first wins, as in the triage reader's
     sparse memory. Uncovered bytes of a touched page are zero.
     """
+    pages, _ = _merge_blocks(blocks, address_mask)
+    return {va: bytes(p) for va, p in pages.items()}
+
+
+def _merge_blocks(blocks: Iterable, address_mask: int) -> tuple[dict[int, bytearray], dict[int, bytearray]]:
+    """Pages of the blocks, and per page a byte mask of what the blocks really held (1 = captured)."""
     pages: dict[int, bytearray] = {}
     covered: dict[int, bytearray] = {}
     for item in blocks:
@@ -62,7 +75,7 @@ def blocks_to_mappings(blocks: Iterable, address_mask: int = (1 << 64) - 1) -> d
                         page[off + i] = chunk[i]
                         mask[off + i] = 1
             pos += n
-    return {va: bytes(p) for va, p in pages.items()}
+    return pages, covered
 
 
 def dump_from_blocks(blocks: Iterable, out_path: str | os.PathLike, kind: str = "kernel_bitmap", **fields):
@@ -85,15 +98,30 @@ def _dump_from_mappings(mappings: dict[int, bytes], out_path, kind: str, **field
     return write_dump(desc, out_path, kind)
 
 
-def repack(dump, out_path: str | os.PathLike, kind: str = "kernel_bitmap", *, types=None, **overrides):
+def repack(
+    dump,
+    out_path: str | os.PathLike,
+    kind: str = "kernel_bitmap",
+    *,
+    types=None,
+    images: Mapping[int, bytes] | None = None,
+    **overrides,
+):
     """Re-pack an opened dump's captured virtual memory (typically a triage dump) as ``kind``.
 
     Header fields and register contexts come from ``dump``; ``overrides`` replace
     any :class:`DumpDescription` field. With ``types`` (the kernel's TypeSource:
     its PDB or ISF table), a triage dump's driver list becomes a real
     PsLoadedModuleList of ``_KLDR_DATA_TABLE_ENTRY`` records at the header's
-    list head, as a kernel dump holds it; and a debugger data block the
-    triage dump kept only as a copy is put back at KdDebuggerDataBlock.
+    list head, as a kernel dump holds it; its unloaded-driver list becomes the
+    MmUnloadedDrivers array; and a debugger data block the triage dump kept
+    only as a copy is put back at KdDebuggerDataBlock.
+
+    ``images`` maps a module's base to its mapped image (from
+    ``bugcheck.symbols.pe.module_images``): a kernel dump holds every loaded
+    driver whole, a triage dump only scraps. Captured bytes win byte by byte
+    (they are the real memory: resolved imports, written data); the image fills
+    every other byte of its range.
     """
     if dump.machine not in ("x64", "x86"):
         raise ValueError(f"cannot re-pack a {dump.machine} dump: the writer makes x64 and x86 dumps")
@@ -127,15 +155,25 @@ def repack(dump, out_path: str | os.PathLike, kind: str = "kernel_bitmap", *, ty
     }
     fields.update(overrides)
     mask = (1 << 64) - 1 if dump.machine == "x64" else (1 << 32) - 1
-    mappings = blocks_to_mappings(blocks, mask)
-    _restore_kd_block(mappings, dump, fields["kd_debugger_data_block"])
+    pages, covered = _merge_blocks(blocks, mask)
+    mappings = {va: bytes(p) for va, p in pages.items()}
+    del pages
+    reserved = _image_ranges(images, mask)
+    kd_extra: dict[int, int] = {}
     if types is not None:
-        _add_module_list(mappings, dump, types, fields["ps_loaded_module_list"])
+        _add_module_list(mappings, dump, types, fields["ps_loaded_module_list"], covered, reserved)
+        kd_extra = _add_unloaded_drivers(mappings, dump, types, covered, reserved)
+    _restore_kd_block(mappings, dump, fields["kd_debugger_data_block"], covered, kd_extra)
+    if images:
+        _place_images(mappings, covered, images, mask)
     return _dump_from_mappings(mappings, out_path, kind, **fields)
 
 
-def _patch(mappings: dict[int, bytes], va: int, data: bytes) -> None:
-    """Write ``data`` at ``va`` into the page mappings, creating zero pages where needed."""
+def _patch(mappings: dict[int, bytes], va: int, data: bytes, covered: dict | None = None) -> None:
+    """Write ``data`` at ``va`` into the page mappings, creating zero pages where needed.
+
+    With ``covered``, the written bytes count as real memory (an image placed
+    later does not overwrite them)."""
     pos = 0
     while pos < len(data):
         page_va = (va + pos) & ~(PAGE - 1)
@@ -144,7 +182,57 @@ def _patch(mappings: dict[int, bytes], va: int, data: bytes) -> None:
         page = bytearray(mappings.get(page_va, bytes(PAGE)))
         page[off : off + n] = data[pos : pos + n]
         mappings[page_va] = bytes(page)
+        if covered is not None:
+            mask = covered.get(page_va)
+            if mask is None:
+                if len(mappings) > MAX_REPACK_PAGES:
+                    raise ValueError("too many pages to re-pack")
+                mask = covered[page_va] = bytearray(PAGE)
+            mask[off : off + n] = b"\x01" * n
         pos += n
+
+
+def _image_ranges(images: Mapping[int, bytes] | None, mask: int) -> list[tuple[int, int]]:
+    """(start, end) of each image to place, checked against the caps before anything is built."""
+    if not images:
+        return []
+    out = []
+    total = 0
+    for base, data in images.items():
+        base = int(base)
+        if base & (PAGE - 1) or base & ~mask:
+            raise ValueError(f"image base {base:#x} is not a page-aligned address of this machine")
+        total += len(data)
+        if total > MAX_IMAGE_BYTES:
+            raise ValueError("module images exceed the re-pack cap")
+        out.append((base, base + len(data)))
+    return out
+
+
+def _place_images(mappings: dict[int, bytes], covered: dict, images: Mapping[int, bytes], mask: int) -> None:
+    """Fill each image's range with its bytes wherever the dump did not capture memory."""
+    for base, data in images.items():
+        base = int(base) & mask
+        view = memoryview(bytes(data))
+        for off in range(0, len(view), PAGE):
+            page_va = base + off
+            src = bytes(view[off : off + PAGE])
+            if len(src) < PAGE:
+                src += bytes(PAGE - len(src))  # a SizeOfImage not page aligned: the page's tail is zero
+            have = mappings.get(page_va)
+            if have is None:
+                if len(mappings) >= MAX_REPACK_PAGES:
+                    raise ValueError("too many pages to re-pack")
+                mappings[page_va] = src
+                continue
+            got = covered.get(page_va)
+            if got is None:
+                continue  # a page written whole by the re-pack itself
+            m = np.frombuffer(bytes(got), dtype=np.uint8).astype(bool)
+            if m.all():
+                continue
+            merged = np.where(m, np.frombuffer(have, dtype=np.uint8), np.frombuffer(src, dtype=np.uint8))
+            mappings[page_va] = merged.astype(np.uint8).tobytes()
 
 
 def _read(mappings: dict[int, bytes], va: int, size: int) -> bytes | None:
@@ -156,8 +244,13 @@ def _read(mappings: dict[int, bytes], va: int, size: int) -> bytes | None:
     return page[off : off + size]
 
 
-def _restore_kd_block(mappings: dict[int, bytes], dump, address: int) -> None:
-    """Put the triage copy of KDDEBUGGER_DATA64 at KdDebuggerDataBlock when memory lacks it."""
+def _restore_kd_block(
+    mappings: dict[int, bytes], dump, address: int, covered: dict | None = None, extra: dict | None = None
+) -> None:
+    """Put the triage copy of KDDEBUGGER_DATA64 at KdDebuggerDataBlock when memory lacks it.
+
+    ``extra`` fills fields the copy left zero (the unloaded-driver globals the
+    re-pack points at)."""
     kd = getattr(dump, "kd_debugger_data", None)
     if not address or not kd or getattr(dump, "triage", None) is None:
         return
@@ -167,21 +260,30 @@ def _restore_kd_block(mappings: dict[int, bytes], dump, address: int) -> None:
     from bugcheck.dumpfile.synth.kdbg import kdbg_bytes
 
     values = {k: v for k, v in kd.items() if k not in ("OwnerTag", "Size") and isinstance(v, int)}
-    _patch(mappings, address, kdbg_bytes(values, int(kd.get("Size") or 0x380), address))
+    for k, v in (extra or {}).items():
+        if not values.get(k):
+            values[k] = v
+    _patch(mappings, address, kdbg_bytes(values, int(kd.get("Size") or 0x380), address), covered)
 
 
 #: candidate bases for the re-packed module entries, tried in order until one is free
 _POOL_CANDIDATES = (0xFFFFB00F_00000000, 0xFFFFA00F_00000000, 0xFFFF900F_00000000, 0xFFFFE00F_00000000)
 
 
-def _free_range(mappings: dict[int, bytes], size: int) -> int:
+def _free_range(mappings: dict[int, bytes], size: int, reserved: Iterable[tuple[int, int]] = ()) -> int:
     for base in _POOL_CANDIDATES:
-        if not any(base - 0x100000 <= va < base + size + 0x100000 for va in mappings):
-            return base
+        lo, hi = base - 0x100000, base + size + 0x100000
+        if any(lo <= va < hi for va in mappings):
+            continue
+        if any(start < hi and lo < end for start, end in reserved):
+            continue
+        return base
     raise ValueError("no free virtual range for the re-packed module list")
 
 
-def _add_module_list(mappings: dict[int, bytes], dump, types, head: int) -> None:
+def _add_module_list(
+    mappings: dict[int, bytes], dump, types, head: int, covered: dict | None = None, reserved=()
+) -> None:
     """Turn a triage driver list into KLDR entries linked from ``head`` (PsLoadedModuleList)."""
     triage = getattr(dump, "triage", None)
     drivers = list(getattr(triage, "drivers", None) or [])
@@ -205,12 +307,112 @@ def _add_module_list(mappings: dict[int, bytes], dump, types, head: int) -> None
     per = (entry_t.size if entry_t is not None else 0xA0) + 16
     need = sum(per + 2 * len(m.path) + 2 * len(m.name) + 32 for m in mods) + PAGE
     memory = SparseMemory(8)
-    pool = Arena(memory, _free_range(mappings, need), need + PAGE)
+    pool = Arena(memory, _free_range(mappings, need, reserved), need + PAGE)
     build_module_list(memory, pool, types, head, mods, headers=False)
     for va, page in memory.pages.items():
         if pool.base <= va < pool.next:  # the entries and their strings; the head is patched below
             mappings[va] = bytes(page)
-    _patch(mappings, head, memory.read(head, 16))
+            if covered is not None:
+                covered[va] = bytearray(b"\x01" * PAGE)
+    _patch(mappings, head, memory.read(head, 16), covered)
+
+
+def _find_type(types, name: str):
+    """A type from a TypeSource (``find_type``) or the kernel layer's cached wrapper (``get``)."""
+    find = getattr(types, "find_type", None) or getattr(types, "get", None)
+    return find(name) if find is not None and types is not None else None
+
+
+def _member_offset(t, name: str) -> int | None:
+    m = t.member(name) if t is not None else None
+    return None if m is None else m.offset
+
+
+def unloaded_record_layout(types, pointer_size: int) -> dict[str, int]:
+    """Offsets of one ``_UNLOADED_DRIVERS`` record and of its ``Name`` UNICODE_STRING.
+
+    Keys: size, Name, StartAddress, EndAddress, CurrentTime, Length,
+    MaximumLength, Buffer. Taken from ``types`` by field name where it has the
+    types; public kernel symbols lack ``_UNLOADED_DRIVERS`` (a private type),
+    so its members are then laid out in their declared order (UNICODE_STRING
+    Name; PVOID StartAddress, EndAddress; LARGE_INTEGER CurrentTime) with
+    natural alignment, as the kernel compiles them.
+    """
+    ps = pointer_size
+    us = _find_type(types, "_UNICODE_STRING")
+    buffer_at = _member_offset(us, "Buffer")
+    layout = {
+        "Length": _member_offset(us, "Length") or 0,
+        "MaximumLength": _member_offset(us, "MaximumLength") if us is not None else 2,
+        "Buffer": buffer_at if buffer_at is not None else ps,
+    }
+    us_size = (us.size if us is not None and us.size else 0) or 2 * ps
+    rec = _find_type(types, "_UNLOADED_DRIVERS")
+    fields = {n: _member_offset(rec, n) for n in ("Name", "StartAddress", "EndAddress", "CurrentTime")}
+    if rec is not None and rec.size and None not in fields.values():
+        layout.update(fields, size=rec.size)
+        return layout
+    time_at = -(-(us_size + 2 * ps) // 8) * 8
+    layout.update(
+        Name=0, StartAddress=us_size, EndAddress=us_size + ps, CurrentTime=time_at, size=time_at + 8
+    )
+    return layout
+
+
+def _unloaded_globals(dump, types) -> tuple[int, int]:
+    """Addresses of nt!MmUnloadedDrivers and nt!MmLastUnloadedDriver: the kernel's symbols
+    (at its base), else the debugger data block's fields; 0 where neither knows."""
+    kd = getattr(dump, "kd_debugger_data", None) or {}
+    base = kd.get("KernBase") or 0
+    if not base:
+        drivers = list(getattr(getattr(dump, "triage", None), "drivers", None) or [])[:1]
+        base = getattr(drivers[0], "base", 0) if drivers else 0
+    out = []
+    lookup = getattr(types, "symbol_by_name", None)
+    for name in ("MmUnloadedDrivers", "MmLastUnloadedDriver"):
+        sym = lookup(name) if lookup is not None and base else None
+        out.append(base + sym.rva if sym is not None else int(kd.get(name) or 0))
+    return out[0], out[1]
+
+
+def _add_unloaded_drivers(mappings: dict[int, bytes], dump, types, covered: dict | None, reserved=()) -> dict:
+    """Write a triage dump's unloaded drivers as the kernel's MmUnloadedDrivers ring.
+
+    The triage list is most recent first; the kernel's array is filled from
+    slot 0 with MmLastUnloadedDriver the next slot, so the most recent entry is
+    the last one written. Returns the debugger data block fields to fill.
+    """
+    triage = getattr(dump, "triage", None)
+    unloaded = list(getattr(triage, "unloaded_drivers", None) or [])[:MI_UNLOADED_DRIVERS]
+    if not unloaded:
+        return {}
+    array_ptr, last_at = _unloaded_globals(dump, types)
+    if not array_ptr or not last_at:
+        return {}
+    ps = dump.pointer_size if getattr(dump, "pointer_size", 0) in (4, 8) else 8
+    lay = unloaded_record_layout(types, ps)
+    names = [(u.name or "").encode("utf-16-le")[:0xFFFC] for u in unloaded]
+    need = lay["size"] * MI_UNLOADED_DRIVERS + sum(len(n) + 16 for n in names) + PAGE
+    base = _free_range(mappings, need, reserved)  # clear of the module list, already in mappings
+    ptr = "<Q" if ps == 8 else "<I"
+    area = bytearray(need)
+    strings = lay["size"] * MI_UNLOADED_DRIVERS
+    for i, (u, raw) in enumerate(zip(reversed(unloaded), reversed(names), strict=True)):
+        rec = i * lay["size"]
+        name_va = base + strings
+        area[strings : strings + len(raw)] = raw
+        strings += -(-(len(raw) + 2) // 16) * 16
+        us = rec + lay["Name"]
+        struct.pack_into("<H", area, us + lay["Length"], len(raw))
+        struct.pack_into("<H", area, us + lay["MaximumLength"], len(raw) + 2)
+        struct.pack_into(ptr, area, us + lay["Buffer"], name_va)
+        struct.pack_into(ptr, area, rec + lay["StartAddress"], u.start & ((1 << (8 * ps)) - 1))
+        struct.pack_into(ptr, area, rec + lay["EndAddress"], u.end & ((1 << (8 * ps)) - 1))
+        struct.pack_into("<Q", area, rec + lay["CurrentTime"], int(getattr(u, "time", 0) or 0))
+    _patch(mappings, base, bytes(area[: -(-strings // PAGE) * PAGE]), covered)
+    _patch(mappings, array_ptr, struct.pack(ptr, base), covered)
+    _patch(mappings, last_at, struct.pack("<I", len(unloaded)), covered)
+    return {"MmUnloadedDrivers": array_ptr, "MmLastUnloadedDriver": last_at}
 
 
 def _register_names(machine: str) -> set[str]:

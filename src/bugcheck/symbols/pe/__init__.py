@@ -10,11 +10,15 @@ memory, where absent pages shorten tables instead of failing::
     img.version_info.strings["FileVersion"], img.is_reproducible
     img.lookup_function(rva) -> RuntimeFunction | arm64.Arm64Function | None
     img.unwind_info(func) -> UnwindInfo (x64; chained entries in .chained_info)
+    relocations(img) -> [(rva, width)]; mapped_image(img, base) -> bytes as loaded at base
+    module_images(modules, store) -> {base: mapped bytes} for modules whose file the store has
 
 Executing unwind data is ``bugcheck.stack.unwind_x64`` / ``unwind_arm64``.
 """
 
 from .image import CodeView, DebugEntry, Export, PeImage, Section, image_property
+from .mapping import mapped_image, module_images
+from .relocs import relocated_bytes, relocations
 from .resources import VersionInfo
 from .unwind import GPR_NAMES, RuntimeFunction, UnwindCode, UnwindInfo
 
@@ -22,4 +26,5 @@ __all__ = [
     "image_property",
     "PeImage", "Section", "Export", "DebugEntry", "CodeView", "VersionInfo",
     "RuntimeFunction", "UnwindInfo", "UnwindCode", "GPR_NAMES",
+    "relocations", "relocated_bytes", "mapped_image", "module_images",
 ]  # fmt: skip

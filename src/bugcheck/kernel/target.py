@@ -139,7 +139,7 @@ class Target:
             types = Types(self.resolver.kernel_types(), self.dump.pointer_size)
         else:
             types = Types(None, self.dump.pointer_size)
-        found = discover(self.dump, types)
+        found = discover(self.dump, types, symbol=self._kernel_symbol)
         loaded_nt = self.resolver.state(self.resolver.modules[0]) if self.resolver.modules else None
         self.resolver.set_modules(found.modules)
         if loaded_nt is not None and found.modules and found.modules[0].base == loaded_nt.info.base:

@@ -28,7 +28,7 @@ from pathlib import Path
 from bugcheck.errors import BadFileError
 
 KEY_SYMBOLS = ("PsLoadedModuleList", "PsActiveProcessHead", "KdDebuggerDataBlock")
-INDEX_FORMAT = 1
+INDEX_FORMAT = 2
 #: Kernel PDB names a table folder may hold (x64 MP, UP, and 32-bit PAE kernels).
 KERNEL_PDBS = ("ntkrnlmp.pdb", "ntoskrnl.pdb", "ntkrpamp.pdb", "ntkrnlpa.pdb")
 _TABLE_NAME = re.compile(r"^([0-9A-Fa-f]{32})-([0-9A-Fa-f]+)\.json(\.xz|\.gz)?$")
@@ -192,7 +192,7 @@ class KernelTableIndex:
                 return False
             self.entries = [
                 TableEntry(
-                    Path(e["path"]),
+                    self.folder / e["path"],
                     e["pdb"],
                     e["guid"],
                     int(e["age"]),
@@ -212,7 +212,9 @@ class KernelTableIndex:
             "fingerprint": fp,
             "folder": str(self.folder.resolve()),
             "tables": [
-                {"path": str(e.path), "pdb": e.pdb_name, "guid": e.guid, "age": e.age, "rvas": e.rvas}
+                # relative to the folder: the same folder is reached by other relative paths
+                # from other working directories
+                {"path": str(e.path.relative_to(self.folder)), "pdb": e.pdb_name, "guid": e.guid, "age": e.age, "rvas": e.rvas}
                 for e in self.entries
             ],
             "problems": self.problems,

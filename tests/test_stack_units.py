@@ -12,6 +12,8 @@ from bugcheck.stack.walker import is_trap_handler
 class _Code:
     """A CodeMap stand-in: one code buffer at ``base``; everything else absent."""
 
+    zero_filled = False
+
     def __init__(self, base: int, code: bytes):
         self.base, self.code = base, code
 

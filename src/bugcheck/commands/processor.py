@@ -291,7 +291,9 @@ def running_command(session, args: str) -> Result:
     stacks = "t" in opts
     procs = kernel.processors()
     partial = fallback_of(kernel) is not None
-    active = _affinity(kernel, "KeActiveProcessors")
+    # An empty active set cannot be: the processor that crashed was active. Zeros there are
+    # bytes the dump did not really hold (a page re-packed from a partial capture).
+    active = _affinity(kernel, "KeActiveProcessors") or None
     idle_summary = _affinity(kernel, "KiIdleSummary")
     system_mask = idle_mask = 0
     rows = []

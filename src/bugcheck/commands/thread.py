@@ -66,8 +66,11 @@ def _read_uint(kernel, address: int | None, size: int) -> int | None:
 
 
 def max_increment(kernel) -> int | None:
-    """nt!KeMaximumIncrement (100 ns per clock tick), None when the dump lacks it."""
-    return _read_uint(kernel, kernel.symbol("KeMaximumIncrement"), 4)
+    """nt!KeMaximumIncrement (100 ns per clock tick), None when the dump lacks it.
+
+    A clock tick is never 0 ns: zeros there are bytes the dump did not really hold (a page
+    re-packed from a partial capture), and are treated as missing."""
+    return _read_uint(kernel, kernel.symbol("KeMaximumIncrement"), 4) or None
 
 
 def current_tick(kernel) -> tuple[int | None, int]:

@@ -13,6 +13,13 @@ kernel's), a caller can still be found two ways, tried in this order:
    in a triage dump that captured code at return addresses, code was captured
    there (a block starting exactly at the value is the strongest sign; see
    the corpus FACTS #3).
+
+Dumps made of whole pages (full, bitmap) cannot say which bytes were never
+written: a page re-packed from a partial capture, or a zero-filled tail, reads
+as zeros. Compiled code never holds eight zero bytes where a function begins
+or a call returns to, so such bytes count as absent code, the way missing
+bytes of a triage dump do; the two forms of one crash then judge candidates
+alike.
 """
 
 from __future__ import annotations
@@ -37,6 +44,8 @@ IMAGE_SCN_CNT_CODE = 0x20
 IMAGE_SCN_MEM_EXECUTE = 0x20000000
 
 STRONG, CAPTURED, WEAK = 3, 2, 1
+#: this many zero bytes where code should begin mean the code is not there
+ZERO_RUN = 8
 
 
 class CodeMap:
@@ -58,6 +67,8 @@ class CodeMap:
         self._block_starts = set(starts)
         self._block_addrs = [a for a, _ in self._blocks]
         self._code_captured: bool | None = None
+        #: pages are whole here: bytes never captured read as zeros, not as absent
+        self.zero_filled = not self.sparse
         self._sections: dict[int, list | None] = {}
 
     # -- modules and sections -------------------------------------------------------------------
@@ -101,7 +112,16 @@ class CodeMap:
 
     # -- captured memory ------------------------------------------------------------------------
     def captured(self, va: int) -> int:
-        """2: a dump block starts at ``va``; 1: a block holds it; 0: not captured."""
+        """2: a dump block starts at ``va``; 1: a block holds it; 0: not captured.
+
+        In a dump of whole pages, code counts as captured where its page is present and
+        does not read as zeros."""
+        if self.zero_filled:
+            try:
+                data = self.dump.read_virtual(va & MASK64, ZERO_RUN)
+            except (MemoryNotPresent, BugcheckError):
+                return 0
+            return 1 if any(data) else 0
         if va in self._block_starts:
             return 2
         i = bisect.bisect_right(self._block_addrs, va) - 1
@@ -113,17 +133,18 @@ class CodeMap:
         if self._code_captured is None:
             # the newer triage writer copies code at the code pointers it finds on the crash
             # stack; the classic one does not: count the stack's code pointers with a block there
+            # (in a page-based dump: with code bytes there)
             n = 0
             ctx = getattr(self.dump, "crash_context", None)
             sp = getattr(ctx, "sp", 0) or 0
-            if self.sparse and sp:
+            if sp:
                 ps = getattr(self.dump, "pointer_size", 8) or 8
                 for slot in range(sp, sp + 0x1000, ps):
                     try:
                         v = int.from_bytes(self.dump.read_virtual(slot, ps), "little")
                     except (MemoryNotPresent, BugcheckError):
                         break
-                    if v in self._block_starts and self.is_code(v):
+                    if self.captured(v) == (1 if self.zero_filled else 2) and self.is_code(v):
                         n += 1
                         if n >= 3:
                             break
@@ -131,9 +152,14 @@ class CodeMap:
         return self._code_captured
 
     def code_bytes(self, va: int, n: int) -> bytes | None:
-        """``n`` code bytes at ``va``: from the dump, else from the module's image file."""
+        """``n`` code bytes at ``va``: from the dump, else from the module's image file.
+
+        In a page-based dump, bytes starting with a run of zeros are not code (see the
+        module docstring) and are looked for in the image file instead."""
         try:
-            return self.dump.read_virtual(va & MASK64, n)
+            data = self.dump.read_virtual(va & MASK64, n)
+            if not (self.zero_filled and not any(data[:ZERO_RUN])):
+                return data
         except (MemoryNotPresent, BugcheckError):
             pass
         m = self.module(va)
@@ -180,6 +206,9 @@ def call_before(code: CodeMap, va: int):
         # No call ends in seven zero bytes: these were never captured (a triage dump keeps the
         # code from each return address onward; re-packed into whole pages, the rest reads 0)
         return None, None
+    # in a page-based dump, zeros right before ``va`` may be bytes that were never captured
+    # (a capture that ended just short of the return address): no call decoded there is unknown
+    unsure = code.zero_filled and tail is not None and tail[-1] == 0
     seen = False
     for length in (5, 6, 2, 3, 7, 4):
         data = code.code_bytes(va - length, length)
@@ -193,7 +222,7 @@ def call_before(code: CodeMap, va: int):
             return True, insn.near_branch_target
         if insn.flow_control == _iced.FlowControl.INDIRECT_CALL:
             return True, None
-    return (False, None) if seen else (None, None)
+    return (False, None) if seen and not unsure else (None, None)
 
 
 def _follow_jump(code: CodeMap, target: int) -> int:
@@ -238,7 +267,7 @@ def return_strength(code: CodeMap, va: int, callee_start: int | None = None) -> 
     if call and target is not None and callee_start is not None:
         if calls_into(code, target, callee_start) is False:
             return 0
-    if code.sparse and code.code_captured:
+    if code.code_captured:
         cap = code.captured(va)
         if cap == 0:
             return 0

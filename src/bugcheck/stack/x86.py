@@ -477,7 +477,7 @@ def return_checker(code) -> Callable[[int], bool]:
         if va in cache:
             return cache[va]
         good = bool(code.is_code(va)) and not code.at_symbol_start(va) and call_before(code, va) is not False
-        if good and code.sparse and code.code_captured and not code.captured(va):
+        if good and code.code_captured and not code.captured(va):
             good = False
         if len(cache) < 65536:
             cache[va] = good

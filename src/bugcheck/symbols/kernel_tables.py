@@ -214,7 +214,13 @@ class KernelTableIndex:
             "tables": [
                 # relative to the folder: the same folder is reached by other relative paths
                 # from other working directories
-                {"path": str(e.path.relative_to(self.folder)), "pdb": e.pdb_name, "guid": e.guid, "age": e.age, "rvas": e.rvas}
+                {
+                    "path": str(e.path.relative_to(self.folder)),
+                    "pdb": e.pdb_name,
+                    "guid": e.guid,
+                    "age": e.age,
+                    "rvas": e.rvas,
+                }
                 for e in self.entries
             ],
             "problems": self.problems,

@@ -68,7 +68,9 @@ def test_lm_unloaded_section_survives_repack(pair):
 def test_banner_loads_unloaded_list_for_both(pair):
     src, packed, _ = pair
     for path in (src, packed):
-        lines = _cli(path, "q").splitlines()
+        text = _cli(path, "q")
+        lines = text.splitlines()
+        assert "Loading unloaded module list" in lines, text
         i = lines.index("Loading unloaded module list")
         assert lines[i + 1] == "...."  # one dot per unloaded driver (4)
 

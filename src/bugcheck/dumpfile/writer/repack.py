@@ -249,8 +249,8 @@ def _restore_kd_block(
 ) -> None:
     """Put the triage copy of KDDEBUGGER_DATA64 at KdDebuggerDataBlock when memory lacks it.
 
-    ``extra`` fills fields the copy left zero (the unloaded-driver globals the
-    re-pack points at)."""
+    ``extra`` sets fields to what the re-pack built (the unloaded-driver
+    globals it wrote), so the block and memory agree."""
     kd = getattr(dump, "kd_debugger_data", None)
     if not address or not kd or getattr(dump, "triage", None) is None:
         return
@@ -260,9 +260,7 @@ def _restore_kd_block(
     from bugcheck.dumpfile.synth.kdbg import kdbg_bytes
 
     values = {k: v for k, v in kd.items() if k not in ("OwnerTag", "Size") and isinstance(v, int)}
-    for k, v in (extra or {}).items():
-        if not values.get(k):
-            values[k] = v
+    values.update(extra or {})
     _patch(mappings, address, kdbg_bytes(values, int(kd.get("Size") or 0x380), address), covered)
 
 

@@ -86,8 +86,11 @@ def test_frame_and_processor_switch(session):
     assert r.text == "02 ffff8504`29890f30 fffff804`7bdfe942     nt!_C_specific_handler+0xa2"
     r = session.run("~3s")[0]
     assert session.prompt == "3: kd> "
+    # processor 3 was idle: its registers are where its PRCB's Context pointer leads
     k = session.run("k")[0]
-    assert k.data["frames"] == [] and "context" in k.text
+    assert k.data["frames"][0]["pc"] == 0xFFFFF8047BD8D14D
+    assert k.data["frames"][0]["sp"] == 0xFFFF8504296456B0
+    assert "PpmIdleGuestExecute" in k.text
     session.run("~0s")
     assert session.context is session.crash_context
     assert session.run("k 1")[0].data["frames"][0]["pc"] == 0xFFFFF8047BDF5A80

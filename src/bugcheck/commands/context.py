@@ -136,11 +136,24 @@ def processor_context(session, index: int) -> Context | None:
     if index == (crash or 0):
         return getattr(dump, "crash_context", None)
     kernel = session.kernel
-    types = _types(session)
-    if kernel is None or not types:
+    if kernel is None:
         return None
     p = kernel.processor(index)
     if p is None or not p.prcb:
+        return None
+    # Where the debugger data block names them, the PRCB's context (ProcessorState, or the
+    # buffer Prcb->Context points to, where newer kernels save a frozen processor's registers)
+    reader = getattr(dump, "_prcb_context", None)
+    kd = getattr(dump, "kd_debugger_data", None)
+    if callable(reader) and kd:
+        try:
+            ctx = reader(p.prcb, kd)
+        except (MemoryNotPresent, BugcheckError):
+            ctx = None
+        if ctx is not None and ctx.pc and ctx.sp:
+            return ctx
+    types = _types(session)
+    if not types:
         return None
     try:
         off = types.offset("_KPRCB", "ProcessorState.ContextFrame")

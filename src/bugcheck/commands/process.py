@@ -62,15 +62,16 @@ def handle_count(kernel, p: Process) -> int | None:
         return v.field_or("HandleCount")
     if not v.has("FreeLists"):
         return None
+    # there is at least one free list: a count of 0 is bytes the dump did not really hold
     n = _read_uint(kernel, kernel.symbol("ExpFreeListCount"), 4)
-    if n is None:
+    if not n:
         return None
     fl = v.sub("FreeLists")
     elem = fl.type.resolved_target() or kernel.types.get("_HANDLE_TABLE_FREE_LIST")
     if elem is None or not elem.size:
         return None
     total = 0
-    for i in range(min(max(n, 1), MAX_FREE_LISTS)):
+    for i in range(min(n, MAX_FREE_LISTS)):
         item = StructView(kernel.memory, fl.address + i * elem.size, elem, kernel.types)
         c = item.field_or("HandleCount")
         if c is None:

@@ -23,6 +23,9 @@ NO_SYMBOLS = "NT symbols are incorrect, please fix symbols"
 SHARED_DATA = {8: 0xFFFFF78000000000, 4: 0xFFDF0000}
 
 #: _DISPATCHER_HEADER.Type values (KOBJECTS) as !thread names a wait object
+#: KOBJECTS value of a thread's dispatcher header (the same in every NT release)
+THREAD_OBJECT = 6
+
 OBJECT_KINDS = {
     0: "NotificationEvent",
     1: "SynchronizationEvent",
@@ -256,7 +259,10 @@ def thread_info(
     ``facts``: a :class:`ListingFacts` shared by the threads of one listing (one is made when absent).
     """
     ps = kernel.pointer_size
-    if t.f("Tcb.Header.Type") is None:
+    kind = t.f("Tcb.Header.Type")
+    if kind is None or kind & 0x7F != THREAD_OBJECT:
+        # no object header, or one that is not a thread's (a list entry pointing at other data,
+        # or a page the dump holds only in part): kd cannot read it as an ETHREAD either
         return {"pointer_size": ps, "address": t.address, "unreadable": True, "state": None}
     if facts is None:
         facts = ListingFacts(kernel)
@@ -421,7 +427,7 @@ def thread_command(session, args: str) -> Result:
         hdr_type = t.f("Tcb.Header.Type")
         if hdr_type is None:
             raise CommandError(f"{render.ptr(addr, session.pointer_size)}: Unable to get thread contents")
-        if hdr_type & 0x7F != 6:
+        if hdr_type & 0x7F != THREAD_OBJECT:
             raise CommandError(
                 f"{render.ptr(addr, session.pointer_size)} is not a thread object (type {hdr_type})"
             )

@@ -166,7 +166,8 @@ class KernelTableIndex:
     def __init__(
         self, folder: str | os.PathLike[str], *, cache_dir: Path | None = None, use_cache: bool = True
     ):
-        self.folder = Path(folder)
+        # absolute, so the paths handed out stay valid whatever the working directory
+        self.folder = Path(folder).absolute()
         self.entries: list[TableEntry] = []
         self.from_cache = False
         self.problems: list[str] = []

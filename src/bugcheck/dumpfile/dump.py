@@ -266,6 +266,11 @@ class DumpFile:
         return parsed
 
     # Memory ---------------------------------------------------------------------
+    def set_memory_fallback(self, fn) -> None:
+        """Serve virtual reads the dump cannot answer from ``fn(address, size) -> [(address, bytes)]``
+        (module images, as a debugger maps them); None removes it. Captured blocks are unchanged."""
+        self.virtual.set_fallback(fn)
+
     def read_virtual(self, va: int, n: int) -> bytes:
         return self.virtual.read(va, n)
 

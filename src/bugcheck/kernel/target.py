@@ -95,7 +95,30 @@ class Target:
         self._kernel_table_reason: str | None = None
         self.resolver = Resolver([], self._load_module, dump.pointer_size)
         self.module_list = self._find_modules()
+        self._install_image_memory()
         self.kernel = Kernel(dump, Types(self._kernel_type_source(), dump.pointer_size), self._kernel_symbol)
+
+    def _install_image_memory(self) -> None:
+        """Holes in a loaded module's range read from its image file, as WinDbg maps images on a
+        minidump: only the bytes the loader leaves as in the file (``constant_ranges``), each
+        image looked up (``-i`` folders, then the store) when a hole in its range is first read."""
+        from bugcheck.memory.fallback import RangeFallback
+
+        mods = {m.base: m for m in self.modules if m.base and m.size and m.timestamp}
+
+        def load(base: int):
+            from bugcheck.symbols.pe import find_module_image
+
+            try:
+                store = self.store
+            except BugcheckError:
+                store = None
+            return find_module_image(mods[base], store, self.image_path)
+
+        self.image_memory = RangeFallback(((b, m.size, b) for b, m in mods.items()), load)
+        install = getattr(self.dump, "set_memory_fallback", None)
+        if install is not None:
+            install(self.image_memory)
 
     def _kernel_type_source(self):
         """nt's PDB or symbol table; without either, the offsets the dump's debugger data block gives."""

@@ -8,20 +8,52 @@ physical) and sparse memory (triage dump data blocks) all implement
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 
 from bugcheck.errors import MemoryNotPresent
 
 PAGE_SIZE = 0x1000
+
+#: ``fn(address, size) -> [(address, bytes), ...]``: bytes known for part of a hole, in address
+#: order, disjoint, inside ``[address, address+size)``; [] when nothing is known there
+Fallback = Callable[[int, int], list[tuple[int, bytes]]]
 
 
 class AddressSpace(ABC):
     """Byte-addressable memory with holes.
 
     Subclasses implement :meth:`read_chunks`; everything else is derived from it.
+
+    A *fallback* (:meth:`set_fallback`) may supply bytes for holes: a debugger
+    serves reads in a loaded module's range from its image file when the dump
+    lacks them. It is asked only about holes, so reads the dump answers cost
+    nothing more; :meth:`read_chunks` still reports what the dump itself holds.
     """
 
     #: ``"virtual"`` or ``"physical"``; used in error messages.
     space: str = "virtual"
+    #: bytes for holes, or None (see :data:`Fallback`)
+    fallback: Fallback | None = None
+
+    def set_fallback(self, fn: Fallback | None) -> None:
+        """Serve holes from ``fn`` in :meth:`read`, :meth:`read_padded` and the helpers built on them."""
+        self.fallback = fn
+
+    def _hole(self, address: int, size: int) -> list[tuple[int, bytes]]:
+        """What the fallback knows of the hole ``[address, address+size)``: clipped, ordered pieces."""
+        fn = self.fallback
+        if fn is None:
+            return []
+        out = []
+        cur, end = address, address + size
+        for at, data in fn(address, size):
+            if at < cur or not data:
+                continue
+            data = bytes(data[: max(0, end - at)])
+            if data:
+                out.append((at, data))
+                cur = at + len(data)
+        return out
 
     @abstractmethod
     def read_chunks(self, address: int, size: int):
@@ -34,9 +66,17 @@ class AddressSpace(ABC):
     def read(self, address: int, size: int) -> bytes:
         """Return exactly ``size`` bytes or raise :class:`MemoryNotPresent` at the first hole."""
         out = bytearray()
-        for addr, data, _length in self.read_chunks(address, size):
+        for addr, data, length in self.read_chunks(address, size):
             if data is None:
-                raise MemoryNotPresent(addr, self.space)
+                cur = addr
+                for at, piece in self._hole(addr, length):
+                    if at != cur:
+                        break
+                    out += piece
+                    cur += len(piece)
+                if cur != addr + length:
+                    raise MemoryNotPresent(cur, self.space)
+                continue
             out += data
         return bytes(out)
 
@@ -46,17 +86,28 @@ class AddressSpace(ABC):
         holes: list[tuple[int, int]] = []
         for addr, data, length in self.read_chunks(address, size):
             if data is None:
-                out += bytes([fill]) * length
-                if holes and holes[-1][0] + holes[-1][1] == addr:
-                    holes[-1] = (holes[-1][0], holes[-1][1] + length)
-                else:
-                    holes.append((addr, length))
+                cur, end = addr, addr + length
+                for at, piece in [*self._hole(addr, length), (end, b"")]:
+                    if at > cur:
+                        out += bytes([fill]) * (at - cur)
+                        if holes and holes[-1][0] + holes[-1][1] == cur:
+                            holes[-1] = (holes[-1][0], holes[-1][1] + at - cur)
+                        else:
+                            holes.append((cur, at - cur))
+                    out += piece
+                    cur = at + len(piece)
             else:
                 out += data
         return bytes(out), holes
 
     def is_present(self, address: int, size: int = 1) -> bool:
-        return all(data is not None for _, data, _ in self.read_chunks(address, size))
+        """Can all of ``[address, address+size)`` be read (from the dump or the fallback)?"""
+        for addr, data, length in self.read_chunks(address, size):
+            if data is None:
+                pieces = self._hole(addr, length)
+                if sum(len(p) for _, p in pieces) != length:
+                    return False
+        return True
 
     # Small typed helpers used everywhere.
     def u8(self, address: int) -> int:

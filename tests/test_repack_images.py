@@ -2,9 +2,12 @@
 
 rizin-triage_x64.dmp holds only scraps of its drivers; two of their files are in
 the corpus symbol store. Re-packed with those images, every byte of the two
-modules must read back as the triage dump captured it where it did, and as the
-relocated mapped file everywhere else. The relocation code itself is checked on
-a DLL built by clang/lld, against llvm-readobj's list of fixups.
+modules must read back as the triage dump captured it where it did, as the
+relocated mapped file where the loader leaves the file's bytes (constant
+ranges), and never from the file elsewhere (writable data, INIT, the import
+address table, code the kernel rewrites): there it is zero or absent. The
+relocation code itself is checked on a DLL built by clang/lld, against
+llvm-readobj's list of fixups.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import bugcheck
 from bugcheck.dumpfile.writer import repack
 from bugcheck.errors import BadFileError
 from bugcheck.kernel.modules import from_triage
-from bugcheck.symbols.pe import PeImage, mapped_image, module_images, relocations
+from bugcheck.symbols.pe import PeImage, constant_ranges, mapped_image, module_images, relocations
 from corpus import corpus_file, dump
 
 ISF = ("symbols", "isf", "windows", "ntkrnlmp.pdb", "5278AFF86C341677D7D7835C85B7B844-1.json.xz")
@@ -47,7 +50,30 @@ def test_only_modules_with_files_are_placed(rizin):
     _, _, _, mods, images = rizin
     assert sorted(images) == sorted(mods[n.lower()].base for n in DRIVERS)
     for n in DRIVERS:
-        assert len(images[mods[n.lower()].base]) == mods[n.lower()].size
+        m = mods[n.lower()]
+        assert (images[m.base].base, images[m.base].size) == (m.base, m.size)
+
+
+def _captured(src, base: int, size: int):
+    """The triage dump's own bytes over a range and a mask of which it holds (no fallback)."""
+    data, holes = bytearray(size), []
+    for addr, chunk, length in src.virtual.read_chunks(base, size):
+        if chunk is None:
+            holes.append((addr, length))
+        else:
+            data[addr - base : addr - base + length] = chunk
+    captured = np.ones(size, dtype=bool)
+    for start, n in holes:
+        captured[start - base : start - base + n] = False
+    return np.frombuffer(bytes(data), dtype=np.uint8), captured
+
+
+def _section_mask(img, size: int, want) -> np.ndarray:
+    mask = np.zeros(size, dtype=bool)
+    for s in img.sections:
+        if want(s):
+            mask[s.virtual_address : s.virtual_address + (s.virtual_size or s.raw_size)] = True
+    return mask
 
 
 @pytest.mark.parametrize("name", DRIVERS)
@@ -57,23 +83,36 @@ def test_image_bytes_read_back_captured_bytes_win(rizin, name):
     path = store.find_image(m.image_name, m.timestamp, m.size)
     with PeImage.from_file(path) as img:
         want = np.frombuffer(mapped_image(img, m.base), dtype=np.uint8)
-        ranges = [(0, img.size_of_headers)] + [
-            (s.virtual_address, s.virtual_address + (s.virtual_size or s.raw_size)) for s in img.sections
-        ]
-    triage, holes = src.virtual.read_padded(m.base, m.size)
-    captured = np.ones(m.size, dtype=bool)
+        constant = np.zeros(m.size, dtype=bool)
+        for rva, n in constant_ranges(img):
+            constant[rva : rva + n] = True
+        writable = _section_mask(img, m.size, lambda s: s.characteristics & 0x8000_0000)
+        discardable = _section_mask(img, m.size, lambda s: s.characteristics & 0x0200_0000)
+        iat_rva, iat_size = img.directory(12)
+    tri, captured = _captured(src, m.base, m.size)
+    raw, holes = packed.read_virtual_padded(m.base, m.size)
+    got = np.frombuffer(raw, dtype=np.uint8)
+    absent = np.zeros(m.size, dtype=bool)
     for start, n in holes:
-        captured[start - m.base : start - m.base + n] = False
-    got = np.frombuffer(packed.read_virtual(m.base, m.size), dtype=np.uint8)
-    tri = np.frombuffer(triage, dtype=np.uint8)
-    expect = np.where(captured, tri, want)
-    for lo, hi in ranges:
-        bad = np.flatnonzero(got[lo:hi] != expect[lo:hi])
-        assert bad.size == 0, f"{name} +{lo + (bad[0] if bad.size else 0):#x} differs"
-    # the check means something: both sources contribute, and the loader's changes to the file
-    # (resolved imports, written data) show where the triage bytes were kept
-    assert 0 < captured.sum() < m.size
+        absent[start - m.base : start - m.base + n] = True
+    # captured bytes win; constant bytes come from the file; nothing else does (zero or absent)
+    expect = np.where(captured, tri, np.where(constant, want, 0))
+    bad = np.flatnonzero(~absent & (got != expect))
+    assert bad.size == 0, f"{name} +{bad[0]:#x} reads {got[bad[0]]:#x}, expected {expect[bad[0]]:#x}"
+    assert not (absent & (captured | constant)).any()
+    # the rule excludes what it must: writable data, INIT, the IAT are never taken from the file
+    assert not (constant & (writable | discardable)).any()
+    assert iat_size and not constant[iat_rva : iat_rva + iat_size].any()
+    for mask in (writable, discardable):
+        filled = mask & ~captured & (want != 0)
+        assert filled.any() and not (got[filled] == want[filled]).all()
+    # the check means something: both sources contribute, and where the triage dump kept the
+    # loader's changes (resolved imports, rewritten calls, written data) the two differ
+    assert 0 < captured.sum() < m.size and (constant & ~captured).sum() > 0x8000
     assert (tri[captured] != want[captured]).any()
+    # in the constant ranges, what the triage dump captured is the file's bytes exactly
+    both = captured & constant
+    assert both.sum() > 0x1000 and (tri[both] == want[both]).all()
 
 
 @pytest.mark.parametrize("name", DRIVERS)
@@ -207,4 +246,30 @@ def test_module_images_checks_the_file_header(dll, tmp_path):
     got = module_images(mods, Store())
     assert list(got) == [ELSEWHERE]
     with PeImage.from_file(path) as img:
-        assert got[ELSEWHERE] == mapped_image(img, ELSEWHERE)
+        whole = mapped_image(img, ELSEWHERE)
+        ranges = constant_ranges(img)
+    assert got[ELSEWHERE].ranges == [(ELSEWHERE + rva, n) for rva, n in ranges]
+    for va, data in got[ELSEWHERE].placed():
+        assert data == whole[va - ELSEWHERE : va - ELSEWHERE + len(data)]
+
+
+def test_constant_ranges_of_a_built_dll(dll):
+    """Headers and .text/.rdata are constant; .data (writable) is not; the IAT is cut out."""
+    path, _ = dll
+    with PeImage.from_file(path) as img:
+        ranges = constant_ranges(img)
+        spans = {s.name: (s.virtual_address, s.virtual_address + s.virtual_size) for s in img.sections}
+        iat = img.directory(12)
+
+    def covered(lo, hi):
+        return any(rva <= lo and hi <= rva + n for rva, n in ranges)
+
+    def touched(lo, hi):
+        return any(rva < hi and lo < rva + n for rva, n in ranges)
+
+    assert ranges == sorted(ranges) and all(n > 0 for _, n in ranges)
+    assert all(a + n < b for (a, n), (b, _) in zip(ranges, ranges[1:], strict=False))
+    assert covered(0, 0x200) and covered(*spans[".text"])
+    assert not touched(*spans[".data"])
+    if iat[1]:
+        assert not touched(iat[0], iat[0] + iat[1])

@@ -104,7 +104,7 @@ def repack(
     kind: str = "kernel_bitmap",
     *,
     types=None,
-    images: Mapping[int, bytes] | None = None,
+    images: Mapping[int, object] | None = None,
     **overrides,
 ):
     """Re-pack an opened dump's captured virtual memory (typically a triage dump) as ``kind``.
@@ -117,11 +117,14 @@ def repack(
     MmUnloadedDrivers array; and a debugger data block the triage dump kept
     only as a copy is put back at KdDebuggerDataBlock.
 
-    ``images`` maps a module's base to its mapped image (from
-    ``bugcheck.symbols.pe.module_images``): a kernel dump holds every loaded
-    driver whole, a triage dump only scraps. Captured bytes win byte by byte
-    (they are the real memory: resolved imports, written data); the image fills
-    every other byte of its range.
+    ``images`` maps a module's base to its image's constant bytes (from
+    ``bugcheck.symbols.pe.module_images``: objects whose ``placed()`` gives
+    ``(va, bytes)`` pieces, or such a list): a triage dump holds only scraps of
+    each driver. Only bytes the loader leaves as in the file are placed —
+    never writable data, discarded INIT code or the resolved import table, so
+    no initial value poses as the crash's — the same bytes a debugger serves
+    from the image on the triage dump. Captured bytes win byte by byte. Pages
+    are whole, so a placed page's other bytes read as zeros.
     """
     if dump.machine not in ("x64", "x86"):
         raise ValueError(f"cannot re-pack a {dump.machine} dump: the writer makes x64 and x86 dumps")
@@ -158,14 +161,15 @@ def repack(
     pages, covered = _merge_blocks(blocks, mask)
     mappings = {va: bytes(p) for va, p in pages.items()}
     del pages
-    reserved = _image_ranges(images, mask)
+    pieces = _image_pieces(images, mask)
+    reserved = _image_ranges(pieces)
     kd_extra: dict[int, int] = {}
     if types is not None:
         _add_module_list(mappings, dump, types, fields["ps_loaded_module_list"], covered, reserved)
         kd_extra = _add_unloaded_drivers(mappings, dump, types, covered, reserved)
     _restore_kd_block(mappings, dump, fields["kd_debugger_data_block"], covered, kd_extra)
-    if images:
-        _place_images(mappings, covered, images, mask)
+    if pieces:
+        _place_images(mappings, covered, pieces)
     return _dump_from_mappings(mappings, out_path, kind, **fields)
 
 
@@ -192,47 +196,68 @@ def _patch(mappings: dict[int, bytes], va: int, data: bytes, covered: dict | Non
         pos += n
 
 
-def _image_ranges(images: Mapping[int, bytes] | None, mask: int) -> list[tuple[int, int]]:
-    """(start, end) of each image to place, checked against the caps before anything is built."""
+def _image_pieces(images: Mapping[int, object] | None, mask: int) -> list[tuple[int, bytes]]:
+    """Every ``(va, bytes)`` piece of the images, checked against the caps before anything is built."""
     if not images:
         return []
     out = []
     total = 0
-    for base, data in images.items():
+    for base, image in images.items():
         base = int(base)
         if base & (PAGE - 1) or base & ~mask:
             raise ValueError(f"image base {base:#x} is not a page-aligned address of this machine")
-        total += len(data)
-        if total > MAX_IMAGE_BYTES:
-            raise ValueError("module images exceed the re-pack cap")
-        out.append((base, base + len(data)))
+        if isinstance(image, (bytes, bytearray, memoryview)):
+            raise ValueError(
+                "an image must say which of its bytes are constant (placed() pieces), not be raw bytes"
+            )
+        placed = image.placed() if hasattr(image, "placed") else image
+        for va, data in placed:
+            va = int(va)
+            total += len(data)
+            if total > MAX_IMAGE_BYTES:
+                raise ValueError("module images exceed the re-pack cap")
+            if va & ~mask or (va + len(data) - 1) & ~mask:
+                raise ValueError(f"image bytes at {va:#x} are outside this machine's addresses")
+            out.append((va, bytes(data)))
     return out
 
 
-def _place_images(mappings: dict[int, bytes], covered: dict, images: Mapping[int, bytes], mask: int) -> None:
-    """Fill each image's range with its bytes wherever the dump did not capture memory."""
-    for base, data in images.items():
-        base = int(base) & mask
-        view = memoryview(bytes(data))
-        for off in range(0, len(view), PAGE):
-            page_va = base + off
-            src = bytes(view[off : off + PAGE])
-            if len(src) < PAGE:
-                src += bytes(PAGE - len(src))  # a SizeOfImage not page aligned: the page's tail is zero
+def _image_ranges(pieces: list[tuple[int, bytes]]) -> list[tuple[int, int]]:
+    """(start, end) of the pages the image pieces touch, kept clear of the re-pack's own structures."""
+    return [(va & ~(PAGE - 1), -(-(va + len(data)) // PAGE) * PAGE) for va, data in pieces]
+
+
+def _place_images(mappings: dict[int, bytes], covered: dict, pieces: list[tuple[int, bytes]]) -> None:
+    """Write the image pieces wherever the dump did not capture memory (captured bytes win)."""
+    for va, data in pieces:
+        pos = 0
+        while pos < len(data):
+            page_va = (va + pos) & ~(PAGE - 1)
+            off = va + pos - page_va
+            n = min(len(data) - pos, PAGE - off)
+            chunk = data[pos : pos + n]
+            pos += n
             have = mappings.get(page_va)
             if have is None:
                 if len(mappings) >= MAX_REPACK_PAGES:
                     raise ValueError("too many pages to re-pack")
-                mappings[page_va] = src
+                page = bytearray(PAGE)
+                page[off : off + n] = chunk
+                mappings[page_va] = bytes(page)
+                covered[page_va] = bytearray(PAGE)
                 continue
             got = covered.get(page_va)
             if got is None:
                 continue  # a page written whole by the re-pack itself
-            m = np.frombuffer(bytes(got), dtype=np.uint8).astype(bool)
+            m = np.frombuffer(bytes(got[off : off + n]), dtype=np.uint8).astype(bool)
             if m.all():
                 continue
-            merged = np.where(m, np.frombuffer(have, dtype=np.uint8), np.frombuffer(src, dtype=np.uint8))
-            mappings[page_va] = merged.astype(np.uint8).tobytes()
+            page = bytearray(have)
+            src = np.frombuffer(chunk, dtype=np.uint8)
+            page[off : off + n] = np.where(
+                m, np.frombuffer(have[off : off + n], dtype=np.uint8), src
+            ).tobytes()
+            mappings[page_va] = bytes(page)
 
 
 def _read(mappings: dict[int, bytes], va: int, size: int) -> bytes | None:

@@ -127,6 +127,12 @@ class CodeMap:
         i = bisect.bisect_right(self._block_addrs, va) - 1
         return 1 if i >= 0 and self._blocks[i][1] > va else 0
 
+    def byte_before_is_zero(self, va: int) -> bool:
+        try:
+            return self.dump.read_virtual((va - 1) & MASK64, 1) == b"\0"
+        except (MemoryNotPresent, BugcheckError):
+            return True
+
     @property
     def code_captured(self) -> bool:
         """Did this (triage) dump capture code bytes at return addresses at all?"""
@@ -271,7 +277,14 @@ def return_strength(code: CodeMap, va: int, callee_start: int | None = None) -> 
         cap = code.captured(va)
         if cap == 0:
             return 0
-        return STRONG if call else (CAPTURED if cap == 2 else WEAK)
+        if call:
+            return STRONG
+        if code.zero_filled:
+            # a capture that began at ``va`` left zeros right before it
+            cap = 2 if code.byte_before_is_zero(va) else 1
+        # Captured code starts at each return address; a value inside captured bytes with no
+        # call before it points into data the dump kept (a global's fields), not after a call.
+        return CAPTURED if cap == 2 else 0
     return STRONG if call else WEAK
 
 

@@ -1,0 +1,54 @@
+"""A triage dump keeps the code at each return address (a block starts there) and some kernel
+data too; a stack value pointing inside kept data, with no call instruction before it, is no
+return address. ojusha's stack holds pointers into nt!MiSystemPartition's list heads, which the
+scan used to list as frames."""
+
+from __future__ import annotations
+
+import pytest
+
+import bugcheck
+from bugcheck.commands.session import Session, load_commands
+from bugcheck.stack.scan import CodeMap, call_before
+from corpus import corpus_file, dump
+
+
+@pytest.fixture(scope="module")
+def ojusha():
+    load_commands()
+    s = Session(
+        bugcheck.open(dump("ojusha-100623-4953-01.dmp")),
+        offline=True,
+        symbols_dir=str(corpus_file("symbols", "isf")),
+    )
+    s.raise_errors = True
+    return s
+
+
+def test_no_frames_inside_kernel_data(ojusha):
+    frames = ojusha.run("kv")[-1].data["frames"]
+    names = [f["symbol"] or "" for f in frames]
+    assert "nt!MiDeleteSubsectionPages+0x435" in names
+    assert not any("MiSystemPartition" in n for n in names), names
+
+
+def test_every_scanned_frame_returns_after_a_call_or_to_captured_code(ojusha):
+    code = CodeMap(ojusha.dump, ojusha.symbols)
+    assert code.code_captured
+    for f in ojusha.run("kv")[-1].data["frames"]:
+        ra = f["return_address"]
+        if ra and f["method"] in ("scan", "prolog"):
+            assert code.captured(ra) == 2 or call_before(code, ra)[0] is True, hex(ra)
+
+
+def test_the_data_pointers_are_still_on_the_stack(ojusha):
+    """The rule, not the stack, changed: the rejected values are there and point into data."""
+    target = ojusha.slot("target")
+    base = target._kernel_symbol("MiSystemPartition")
+    sp = ojusha.crash_context.sp
+    raw = ojusha.dump.read_virtual(sp, 0x400)
+    values = [int.from_bytes(raw[i : i + 8], "little") for i in range(0, len(raw), 8)]
+    inside = [v for v in values if base <= v < base + 0x1000]
+    assert inside
+    code = CodeMap(ojusha.dump, ojusha.symbols)
+    assert any(code.captured(v) == 1 and call_before(code, v)[0] is not True for v in inside)

@@ -98,6 +98,15 @@ class Target:
         self._install_image_memory()
         self.kernel = Kernel(dump, Types(self._kernel_type_source(), dump.pointer_size), self._kernel_symbol)
 
+    def _captured_read(self, va: int, n: int) -> bytes:
+        """Like ``dump.read_virtual`` without the image fallback: which image a module gets
+        (the dump's memory or its file) depends on what the dump itself holds."""
+        fallback = getattr(self, "image_memory", None)
+        if fallback is None:
+            return self.dump.read_virtual(va, n)
+        with fallback.disabled():
+            return self.dump.read_virtual(va, n)
+
     def _install_image_memory(self) -> None:
         """Holes in a loaded module's range read from its image file, as WinDbg maps images on a
         minidump: only the bytes the loader leaves as in the file (``constant_ranges``), each
@@ -245,14 +254,16 @@ class Target:
         from bugcheck.symbols.pe import PeImage
 
         # 1. the dump's own memory: used as is only when its headers and debug record are there
+        # (captured by the dump: headers the image file supplies for a hole make it the file's turn)
         mem_img = None
+        read = self._captured_read
         try:
-            head = self.dump.read_virtual(module.base, 2)
+            head = read(module.base, 2)
         except BugcheckError:
             head = b""
         if head == b"MZ":
             try:
-                mem_img = PeImage.from_memory(self.dump.read_virtual, module.base, module.image_name)
+                mem_img = PeImage.from_memory(read, module.base, module.image_name)
             except BugcheckError as e:
                 ms.messages.append(f"{module.name}: image header in the dump is unreadable: {e}")
         if (

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Callable, Hashable, Iterable
+from contextlib import contextmanager
 
 
 class RangeFallback:
@@ -40,6 +41,16 @@ class RangeFallback:
         self._sources: dict[int, object | None] = {}
         self._limit = limit
         self._loaded_bytes = 0
+        self._off = 0
+
+    @contextmanager
+    def disabled(self):
+        """Within this block holes stay holes (to look at what the dump itself holds)."""
+        self._off += 1
+        try:
+            yield self
+        finally:
+            self._off -= 1
 
     def source(self, index: int):
         """The source of range ``index``, loading it on first use (None: there is none)."""
@@ -59,6 +70,8 @@ class RangeFallback:
         return {self._spans[i][2]: src is not None for i, src in self._sources.items()}
 
     def __call__(self, address: int, size: int) -> list[tuple[int, bytes]]:
+        if self._off:
+            return []
         end = address + size
         i = bisect_right(self._starts, address) - 1
         if i < 0 or self._spans[i][1] <= address:

@@ -186,3 +186,11 @@ def test_repack_prints_the_same_lines(rizin):
     assert len(iat) == 1 and any(iat_file)
     hexes = iat[0].split("  ")[1].replace("-", " ").split()
     assert all(h in ("??", "00") for h in hexes)
+
+
+def test_read_captured_ignores_the_fallback():
+    mem = SparseMemory([Block(0x1000, 8, b"\x11" * 8)])
+    mem.set_fallback(RangeFallback([(0x1000, 0x100, "m")], {"m": Source(0x1000, 0x1100)}.get))
+    assert mem.read_padded(0x1000, 0x10) == (b"\x11" * 8 + b"\xab" * 8, [])
+    assert mem.read_captured(0x1000, 0x10) == (b"\x11" * 8 + b"\x00" * 8, [(0x1008, 8)])
+    assert mem.read(0x1008, 8) == b"\xab" * 8  # the fallback is back afterwards

@@ -274,6 +274,10 @@ class DumpFile:
     def read_virtual(self, va: int, n: int) -> bytes:
         return self.virtual.read(va, n)
 
+    def read_virtual_captured(self, va: int, n: int, fill: int = 0):
+        """(bytes, holes) of what the dump itself holds, without the memory fallback (``!chkimg``)."""
+        return self.virtual.read_captured(va, n, fill)
+
     def read_virtual_padded(self, va: int, n: int, fill: int = 0):
         return self.virtual.read_padded(va, n, fill)
 

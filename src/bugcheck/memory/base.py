@@ -100,6 +100,18 @@ class AddressSpace(ABC):
                 out += data
         return bytes(out), holes
 
+    def read_captured(self, address: int, size: int, fill: int = 0) -> tuple[bytes, list[tuple[int, int]]]:
+        """:meth:`read_padded` without the fallback: only what the dump itself holds (to compare
+        memory with an image file, the file's own bytes must not count as memory)."""
+        fn = self.fallback
+        if fn is None:
+            return self.read_padded(address, size, fill)
+        self.fallback = None
+        try:
+            return self.read_padded(address, size, fill)
+        finally:
+            self.fallback = fn
+
     def is_present(self, address: int, size: int = 1) -> bool:
         """Can all of ``[address, address+size)`` be read (from the dump or the fallback)?"""
         for addr, data, length in self.read_chunks(address, size):

@@ -52,7 +52,7 @@ def check_module(dump, module, image) -> dict:
         size = min(sec.virtual_size or sec.raw_size, sec.raw_size or sec.virtual_size)
         total += size
         ref = relocated_bytes(image, sec.virtual_address, size, delta, fixups)
-        mem, holes = dump.read_virtual_padded(module.base + sec.virtual_address, len(ref))
+        mem, holes = dump.read_virtual_captured(module.base + sec.virtual_address, len(ref))
         absent = bytearray(len(ref))
         for hstart, hlen in holes:
             a = hstart - (module.base + sec.virtual_address)

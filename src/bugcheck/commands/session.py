@@ -509,7 +509,13 @@ class Session:
             return
         from bugcheck.memory.paging import VirtualMemory
 
-        self._process_space = VirtualMemory(type(paging)(paging.physical, dirbase))
+        space = VirtualMemory(type(paging)(paging.physical, dirbase))
+        # module images fill holes there too (user-mode DLLs have none yet; kernel reads never
+        # come here)
+        fallback = getattr(self.dump.virtual, "fallback", None)
+        if fallback is not None and hasattr(space, "set_fallback"):
+            space.set_fallback(fallback)
+        self._process_space = space
 
     def _user_space(self, address: int):
         space = getattr(self, "_process_space", None)

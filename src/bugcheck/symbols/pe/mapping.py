@@ -20,7 +20,7 @@ import struct
 from bisect import bisect_right
 from collections.abc import Iterable
 
-from bugcheck.errors import BadFileError, BugcheckError
+from bugcheck.errors import BadFileError, BugcheckError, SymbolError
 
 from .image import PeImage
 from .relocs import apply_relocations, relocations
@@ -327,8 +327,12 @@ def find_module_image(module, store, image_path: str | None = None) -> ImageByte
     base, size, ts = getattr(module, "base", 0), getattr(module, "size", 0), getattr(module, "timestamp", 0)
     if not (name and base and ts) or not 0 < size <= MAX_MAPPED_IMAGE:
         return None
-    safe = name.replace("\\", "/").rsplit("/", 1)[-1]
-    if safe in ("", ".", "..") or "\x00" in safe:
+    from bugcheck.symbols.store import safe_name
+
+    try:
+        # names come from the dump: a plain file name or nothing (no drive, stream or '..')
+        safe = safe_name(name.replace("\\", "/").rsplit("/", 1)[-1])
+    except SymbolError:
         return None
     paths = []
     for folder in (image_path or "").split(";"):

@@ -98,6 +98,8 @@ def _compare(a, b, path="", problems=None):
                 problems.append(f"{path}.{k}: only in {'re-pack' if k in b else 'triage'}")
             else:
                 _compare(a[k], b[k], f"{path}.{k}", problems)
+    elif isinstance(a, list) and isinstance(b, list) and path.endswith(".instructions"):
+        _compare_listing(a, b, path, problems)
     elif isinstance(a, list) and isinstance(b, list):
         if len(a) != len(b):
             problems.append(f"{path}: {len(a)} items vs {len(b)}")
@@ -110,6 +112,25 @@ def _compare(a, b, path="", problems=None):
     elif a != b:
         problems.append(f"{path}: {a!r} vs {b!r}")
     return problems
+
+
+def _compare_listing(a: list, b: list, path: str, problems: list) -> None:
+    """Disassembly: identical up to the first byte the triage dump lacks (``???``); from there the
+    re-pack decodes zeros, so its instruction boundaries may differ, but every byte the triage
+    dump knows must be the same byte in the re-pack."""
+    known = next((i for i, x in enumerate(a) if x.get("bytes") is None), len(a))
+    for i, (x, y) in enumerate(zip(a[:known], b[:known], strict=False)):
+        _compare(x, y, f"{path}[{i}]", problems)
+    rep: dict[int, int] = {}
+    for x in b:
+        for i, byte in enumerate(bytes.fromhex(x.get("bytes") or "")):
+            rep[x["address"] + i] = byte
+    end = max(rep) if rep else 0
+    for x in a[known:]:
+        for i, byte in enumerate(bytes.fromhex(x.get("bytes") or "")):
+            va = x["address"] + i
+            if va <= end and rep.get(va) != byte:
+                problems.append(f"{path}: byte at {va:#x} is {byte:#04x} vs {rep.get(va)!r}")
 
 
 def _same_missing_list(a: str, b: str) -> bool:
@@ -211,6 +232,9 @@ SEQUENCES = [
     ["ln fffff8048b58334c", "x amdppm!Write*", "dps ffff850429892120 L10", "dq ffff850429892120 L8"],
     ["db fffff8048b580000 L40", "dd ffff850429892120 L8", "lm", "lmv m amdppm", "!lmi amdppm"],
     ["u fffff8048b58334c", "ub fffff8048b58334c", "uf amdppm!WriteIoMemRawEx"],
+    # code the triage dump did not capture: its image file fills it, as the re-pack holds it
+    ["u amdppm!InitAcpiCpc L20", "uf amdppm!WriteGenAddrEx", "db amdppm L100"],
+    ["u Wdf01000+0x7c000 L10", "ub Wdf01000+0x16f81", "u nt!KiIdleLoop L4"],
 ]
 
 

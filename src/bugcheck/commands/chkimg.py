@@ -5,13 +5,16 @@ by TimeDateStamp and SizeOfImage) are relocated to the module's load address
 with the file's base relocations, then compared byte for byte with every code
 byte the dump holds. Differences are patches, hooks, breakpoints or memory
 corruption; bytes the dump lacks are not counted (a minidump holds little code,
-so the report says how many bytes could be checked).
+so the report says how many bytes could be checked). Code the kernel itself
+rewrites at load (the image's dynamic value relocations: import call
+optimization, retpoline) differs by design and is counted apart.
 """
 
 from __future__ import annotations
 
 from bugcheck.commands.registry import Result, command
 from bugcheck.errors import BugcheckError, CommandError
+from bugcheck.symbols.pe.mapping import rewritten_code
 from bugcheck.symbols.pe.relocs import relocated_bytes, relocations
 
 IMAGE_SCN_MEM_EXECUTE = 0x20000000
@@ -74,11 +77,39 @@ def check_module(dump, module, image) -> dict:
             errors.append(
                 (module.base + sec.virtual_address + run_start, mem[run_start:], bytes(ref[run_start:]))
             )
+    sites = rewritten_code(image)
     real, rewritten = [], []
     for va, got, want in errors:
-        kind = loader_rewrite(image, va - module.base, got, want)
-        (rewritten if kind else real).append((va, got, want))
-    return {"errors": real, "rewritten": rewritten, "checked": checked, "code_bytes": total}
+        for part in _split_at_sites(va - module.base, got, want, sites or []):
+            rva, g, w, at_site = part
+            kind = at_site or loader_rewrite(image, rva, g, w)
+            (rewritten if kind else real).append((module.base + rva, g, w))
+    return {
+        "errors": real,
+        "rewritten": rewritten,
+        "checked": checked,
+        "code_bytes": total,
+        "sites_known": sites is not None,
+    }
+
+
+def _split_at_sites(rva: int, got: bytes, want: bytes, sites: list[tuple[int, int]]):
+    """The difference at ``rva`` cut into pieces inside and outside the loader's rewrite sites:
+    (rva, dump bytes, file bytes, inside a site)."""
+    out = []
+    start = 0
+    inside = None
+    for i in range(len(got)):
+        a = rva + i
+        here = any(s <= a < e for s, e in sites)
+        if inside is None:
+            inside = here
+        elif here != inside:
+            out.append((rva + start, got[start:i], want[start:i], inside))
+            start, inside = i, here
+    if got:
+        out.append((rva + start, got[start:], want[start:], bool(inside)))
+    return out
 
 
 @command("!chkimg", "Compare a module's code in the dump with its image file: !chkimg [-d] MODULE")
@@ -121,10 +152,11 @@ def chkimg(session, args: str) -> Result:
         last = res["errors"][-1]
         hi = last[0] + len(last[1]) - 1
         lines.append(f"{count} errors : !{module.name} ({lo:x}-{hi:x})")
-        lines.append(
-            "(the image's dynamic value relocations are not parsed yet: some of these may be loader "
-            "rewrites such as retpoline jump thunks rather than corruption)"
-        )
+        if not res["sites_known"]:
+            lines.append(
+                "(the image's dynamic value relocation table could not be read: some of these may be "
+                "loader rewrites such as retpoline jump thunks rather than corruption)"
+            )
     else:
         lines.append(f"0 errors : !{module.name}")
     if res["rewritten"]:

@@ -157,6 +157,15 @@ def _load_config(image: PeImage) -> dict[str, int]:
     return out
 
 
+def rewritten_code(image: PeImage) -> list[tuple[int, int]] | None:
+    """(start, end) RVAs of code the kernel rewrites at load, from the image's dynamic value
+    relocation table ([] when it has none); None when the table cannot be read."""
+    try:
+        return _dvrt_ranges(image, _load_config(image))
+    except (BugcheckError, struct.error, ValueError):
+        return None
+
+
 def _dvrt_ranges(image: PeImage, config: dict[str, int]) -> list[tuple[int, int]] | None:
     """(start, end) RVAs of code the kernel rewrites at load (the dynamic value relocation table:
     import optimization, retpoline). [] without a table; None when it cannot be read

@@ -10,7 +10,7 @@ import pytest
 import bugcheck
 from bugcheck.commands.session import Session, load_commands
 from bugcheck.stack.scan import CodeMap, call_before
-from corpus import corpus_file, dump
+from corpus import all_dumps, corpus_file, dump
 
 
 @pytest.fixture(scope="module")
@@ -52,3 +52,30 @@ def test_the_data_pointers_are_still_on_the_stack(ojusha):
     assert inside
     code = CodeMap(ojusha.dump, ojusha.symbols)
     assert any(code.captured(v) == 1 and call_before(code, v)[0] is not True for v in inside)
+
+
+def _criticalrocket():
+    return [p for p in all_dumps() if p.parent.name == "criticalrocket"]
+
+
+def test_classic_triage_dumps_are_not_taken_for_code_capturing_ones():
+    """A classic triage dump (Windows 8.1, criticalrocket) keeps no code at return addresses; one
+    kernel pointer repeated on the stack (its PRCB, a block of its own) must not make the scan
+    demand captured code, which would drop every driver frame."""
+    paths = _criticalrocket()
+    if not paths:
+        pytest.skip("criticalrocket dumps not in the corpus")
+    load_commands()
+    blamed = {}
+    for p in paths:
+        try:
+            d = bugcheck.open(p)
+        except bugcheck.errors.BugcheckError:
+            continue  # the zero-filled file
+        if d.bugcheck_code != 0xA0000001:
+            continue
+        s = Session(d, offline=True)
+        assert not CodeMap(s.dump, s.symbols).code_captured, p.name
+        blamed[p.name] = s.run("!analyze -v")[-1].data["fields"]["FAILURE_BUCKET_ID"]
+    assert len(blamed) == 17
+    assert all(v == "0xA0000001_atikmdag!unknown_function" for v in blamed.values()), blamed

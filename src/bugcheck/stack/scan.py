@@ -140,7 +140,7 @@ class CodeMap:
             # the newer triage writer copies code at the code pointers it finds on the crash
             # stack; the classic one does not: count the stack's code pointers with a block there
             # (in a page-based dump: with code bytes there)
-            n = 0
+            seen: set[int] = set()  # distinct values: one pointer repeated (a PRCB) proves nothing
             ctx = getattr(self.dump, "crash_context", None)
             sp = getattr(ctx, "sp", 0) or 0
             if sp:
@@ -150,11 +150,15 @@ class CodeMap:
                         v = int.from_bytes(self.dump.read_virtual(slot, ps), "little")
                     except (MemoryNotPresent, BugcheckError):
                         break
-                    if self.captured(v) == (1 if self.zero_filled else 2) and self.is_code(v):
-                        n += 1
-                        if n >= 3:
+                    if (
+                        v not in seen
+                        and self.captured(v) == (1 if self.zero_filled else 2)
+                        and self.is_code(v)
+                    ):
+                        seen.add(v)
+                        if len(seen) >= 3:
                             break
-            self._code_captured = n >= 3
+            self._code_captured = len(seen) >= 3
         return self._code_captured
 
     def code_bytes(self, va: int, n: int) -> bytes | None:

@@ -402,42 +402,81 @@ def thread_stack(session, kernel, t: Thread, running_on: int | None):
 
 
 def parse_thread_args(session, args: str) -> tuple[int | None, int]:
-    toks = args.split()
-    addr = None
-    flags = 0x1F
-    if toks and toks[0] not in ("-1",):
-        addr = session.evaluate(toks[0]) & ((1 << (8 * session.pointer_size)) - 1)
-    if len(toks) > 1:
-        flags = session.evaluate(toks[1])
+    """(address or None for the current thread, flags) of ``!thread [ADDR [FLAGS]]``."""
+    addr, flags, _p, _t = _parse_thread_command(session, args)
     return addr, flags
 
 
-@command("!thread", "Display a kernel thread (ETHREAD) the way kd does")
+def _parse_thread_command(session, args: str) -> tuple[int | None, int, bool, bool]:
+    """``!thread [-p] [-t] [ADDR [FLAGS]]``: (address/id, flags, -p, -t); flags default 6."""
+    toks = args.split()
+    with_process = by_id = False
+    while toks and toks[0].lower() in ("-p", "-t", "/p", "/t"):
+        opt = toks.pop(0).lower()[1]
+        with_process |= opt == "p"
+        by_id |= opt == "t"
+    addr = None
+    flags = DEFAULT_THREAD_FLAGS
+    if toks and toks[0] != "-1":
+        addr = session.evaluate(toks[0]) & ((1 << (8 * session.pointer_size)) - 1)
+    if len(toks) > 1:
+        flags = session.evaluate(toks[1])
+    return addr, flags, with_process, by_id
+
+
+#: kd's default: the wait states (0x2) and, with them, the stack (0x4)
+DEFAULT_THREAD_FLAGS = 0x6
+
+
+@command("!thread", "Display a kernel thread (ETHREAD) the way kd does: !thread [-p] [-t] [ADDR [FLAGS]]")
 def thread_command(session, args: str) -> Result:
     kernel = kernel_or_error(session)
-    addr, _flags = parse_thread_args(session, args)
-    if addr is None or addr == (1 << (8 * session.pointer_size)) - 1:
+    addr, flags, with_process, by_id = _parse_thread_command(session, args)
+    ps = session.pointer_size
+    if addr is None or addr == (1 << (8 * ps)) - 1:
         t = kernel.current_thread(session.processor)
         if t is None:
             raise CommandError(f"Unable to get current thread for processor {session.processor}")
+    elif by_id:
+        t = kernel.find_thread(addr)
+        if t is None or t.cid[1] != addr:
+            raise CommandError(f"Unable to find thread with Cid {addr:x}")
     else:
         t = kernel.thread(addr)
         if t is None:
             raise CommandError(NO_SYMBOLS)
         hdr_type = t.f("Tcb.Header.Type")
         if hdr_type is None:
-            raise CommandError(f"{render.ptr(addr, session.pointer_size)}: Unable to get thread contents")
+            raise CommandError(f"{render.ptr(addr, ps)}: Unable to get thread contents")
         if hdr_type & 0x7F != THREAD_OBJECT:
-            raise CommandError(
-                f"{render.ptr(addr, session.pointer_size)} is not a thread object (type {hdr_type})"
-            )
-    info = thread_info(session, kernel, t)
-    text = render.thread_text(info)
+            raise CommandError(f"{render.ptr(addr, ps)} is not a thread object (type {hdr_type})")
+    # 0x2 shows the thread's block and wait states, 0x4 adds the stack only together with 0x2;
+    # without 0x2 kd prints the THREAD line and what it waits on
+    detail = bool(flags & 0x2)
+    info = thread_info(session, kernel, t, with_stack=detail and bool(flags & 0x4))
+    info["flags"] = flags
+    lines = render.thread_block(info) if detail else render.thread_head(info)
+    if with_process:
+        lines = _owner_lines(session, kernel, info) + lines
+    text = "\n".join(lines)
     note = partial_types_note(kernel, ("_KTHREAD", "_ETHREAD"))
     if note:
         info["note"] = note
         text = f"{note}\n{text}"
     return Result(text, info, "bugcheck.thread/1")
+
+
+def _owner_lines(session, kernel, info: dict) -> list[str]:
+    """``-p``: the owning process's summary (``!process ADDR 0``) above the thread."""
+    from bugcheck.commands.process import process_info  # process.py builds on this module
+
+    owner = info.get("owning_process")
+    p = kernel.process(owner) if owner else None
+    if p is None:
+        return []
+    pinfo = process_info(session, kernel, p, 0)
+    info["process"] = pinfo
+    return render.process_block(pinfo, 0)
 
 
 def partial_types_note(kernel, type_names: tuple[str, ...]) -> str | None:

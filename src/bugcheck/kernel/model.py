@@ -158,7 +158,12 @@ class Kernel:
         return None
 
     def find_thread(self, key: int) -> Thread | None:
-        """A thread by ETHREAD address or by thread id, searched across all processes."""
+        """A thread by ETHREAD address or by thread id: the processors' current threads, then
+        every process's thread list (a minidump often holds only the former)."""
+        for p in self.processors():
+            t = self.thread(p.current_thread) if p.current_thread else None
+            if t is not None and (t.address == key or t.cid[1] == key):
+                return t
         procs, _ = self.processes()
         for p in procs:
             threads, _ = p.threads(self.types)

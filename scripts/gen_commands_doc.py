@@ -132,7 +132,7 @@ SYNTAX: dict[str, list[str]] = {
     ".frame": [".frame [/r] [N]"],
     "~": ["~", "~Ns"],
     "!process": ["!process [ADDRESS | PID | 0 | -1] [FLAGS] [IMAGE]"],
-    "!thread": ["!thread [ADDRESS] [FLAGS]"],
+    "!thread": ["!thread [-p] [-t] [ADDRESS] [FLAGS]"],
     "!pcr": ["!pcr [PROCESSOR]"],
     "!prcb": ["!prcb [PROCESSOR]"],
     "!irql": ["!irql [PROCESSOR]"],
@@ -194,13 +194,16 @@ NOT_YET: dict[str, str] = {
     "2 (wait states) and 4 (thread list) act. Without the kernel's symbols only the fields the dump's "
     "KDDEBUGGER_DATA64 block locates are shown; the rest print as `?` (same for `!thread`, `!running`, "
     "`!prcb`, `!pcr`, `!irql`).",
-    "!thread": "The FLAGS argument is read but ignored: the full block is always printed.",
+    "!thread": "FLAGS as kd documents them: 0x2 the thread's block and wait states, 0x4 (with 0x2) the "
+    "stack, default 0x6, without 0x2 only the THREAD line and wait objects; 0x8 and 0x10 are accepted "
+    "and ignored (the stack always shows Child-SP and RetAddr; user-mode frames are read through the "
+    "current process). `-p` shows the owning process first, `-t` takes a thread id.",
     "!running": "Only `-i` (include idle processors) and `-t` (stacks) act.",
     "!analyze": "Only `-v` (also `-vv`, `-vN`) and `-show` act; other options (`-hang`, `-f`, `-xml` ...) "
     "give the short form.",
     "!chkimg": "Only `-d` (and `-v`) act; `-f` never repairs memory and `-lo`, `-db`, `-ss`, `-p`, `-mmw` "
-    "are ignored. Dynamic value relocations are not parsed yet, so some reported bytes may be loader "
-    "rewrites. With no module it checks `nt`.",
+    "are ignored. Bytes the kernel rewrites at load (the image's dynamic value relocations: import "
+    "call optimization, retpoline) are counted apart from errors. With no module it checks `nt`.",
     "?": "MASM expressions only; C++ expressions (`??`) are not supported.",
     ".logopen": "`/t` and `/u` are accepted but ignored (no timestamp in the name; the log is always "
     "UTF-8). Same for `.logappend`.",

@@ -36,8 +36,10 @@ PAGE_FILLER = 0x45474150
 _M = 0x10000000
 #: bugchecks whose arguments point at an exception record and a CONTEXT: code -> (exr arg, cxr arg)
 CONTEXT_RECORD_ARGS = {0x7E: (2, 3), 0x8E: (2, 3), 0x3B: (None, 2)}
-#: what DUMP_FILE_ATTRIBUTES bits mean (only the ones we are sure of)
-DUMP_ATTRIBUTE_NAMES = {0x8: "Kernel Generated Triage Dump"}
+#: the DumpFileAttributes bits WinDbg names under DUMP_FILE_ATTRIBUTES (published outputs show
+#: 0x8 on minidumps, also within 0x1808 and 0x21808, and 0x10 on live dumps; 0x21800 on a
+#: MEMORY.DMP gets no name line, so the other bits are printed as the number only)
+DUMP_ATTRIBUTE_NAMES = {0x8: "Kernel Generated Triage Dump", 0x10: "Live Generated Dump"}
 NTSTATUS_NAMES = {
     0xC0000005: "Access violation",
     0xC000001D: "Illegal instruction",

@@ -173,10 +173,11 @@ def test_xp_chain_through_every_method(xp):
     assert sw.first_scan is None
     assert not sw.warnings
     # kv's record notes: [parameter, local, saved-register dwords]
-    assert [getattr(f, "fpo_info", None) for f in sw.frames] == [
+    # (a function using EBP as a register shows the EBP it saved: its caller's)
+    assert [f.fpo for f in sw.frames] == [
         "FPO: [2,0,1]",
         "FPO: [Non-Fpo]",
-        "FPO: [Uses EBP] [0,0,4]",
+        f"FPO: [EBP 0x{sw.frames[3].context['ebp']:08x}] [0,0,4]",
         "FPO: [1,4,0]",
         f"FPO: [0,0] TrapFrame @ {STACK + 0x300:08x}",
         None,
@@ -515,7 +516,7 @@ def test_classic_fpo_record_of_a_crt_helper(inject):
     )
     assert f[1].symbol.endswith("!__crt_strtox::divide+0x2c3")
     assert f[0].args[:3] == [10, 0, 3]
-    assert getattr(f[0], "fpo_info", None) == "FPO: [4,2,0]"
+    assert f[0].fpo == "FPO: [4,2,0]"
 
 
 def test_in_prolog_only_what_is_pushed_counts(inject, xp):

@@ -83,7 +83,7 @@ def render(
 ) -> list[str]:
     """The backtrace lines (header first) in WinDbg's layout."""
     if ps == 4:
-        return _render_x86(sw, args=args, numbers=numbers, only_calls=only_calls)
+        return _render_x86(sw, args=args, numbers=numbers, only_calls=only_calls, verbose=verbose)
     lines: list[str] = []
     num = " # " if numbers else ""
     w = 17 if ps == 8 else 8
@@ -118,8 +118,11 @@ def render(
     return lines
 
 
-def _render_x86(sw: StackWalk, *, args: bool, numbers: bool, only_calls: bool) -> list[str]:
-    """x86 layout: ChildEBP (the frame's ebp), RetAddr and three Args to Child."""
+def _render_x86(
+    sw: StackWalk, *, args: bool, numbers: bool, only_calls: bool, verbose: bool = False
+) -> list[str]:
+    """x86 layout: ChildEBP (the frame's ebp), RetAddr and three Args to Child; ``kv`` adds what
+    the frame's FPO record says."""
     num = " # " if numbers else ""
     if only_calls:
         lines = [f"{num}Call Site"]
@@ -136,7 +139,10 @@ def _render_x86(sw: StackWalk, *, args: bool, numbers: bool, only_calls: bool) -
         row = f"{prefix}{_hex(ebp, 4)} {_hex(f.return_address, 4)} "
         if args:
             row += " ".join(_hex(a, 4) for a in f.args[:3]) + " "
-        lines.append(row + f.symbol)
+        site = f.symbol
+        if verbose and f.fpo:
+            site += f" ({f.fpo})"
+        lines.append(row + site)
     return lines
 
 

@@ -45,6 +45,8 @@ class Frame:
     module: str | None = None
     #: frame pointer (x86 ebp / ARM64 fp) when the walker tracked one
     fp: int | None = None
+    #: x86: what ``kv`` prints about the frame's FPO/frame-data record (``FPO: [2,0,0]``)
+    fpo: str | None = None
 
     @property
     def from_scan(self) -> bool:
@@ -62,6 +64,7 @@ class Frame:
             "symbol": self.symbol,
             "module": self.module,
             "fp": self.fp,
+            "fpo": self.fpo,
         }
 
 

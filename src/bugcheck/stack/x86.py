@@ -280,23 +280,33 @@ class X86Unwinder:
         return Step(None)
 
 
-def fpo_annotation(record, trap_frame: int | None = None) -> str:
-    """What ``kv`` prints after a frame's name about its record: ``FPO: [2,0,0]`` (parameter,
-    local and saved-register dwords), ``FPO: [Uses EBP] [0,0,4]``, ``FPO: [Non-Fpo]`` for
-    functions that keep an EBP frame, ``FPO: [0,0] TrapFrame @ 8013eee8`` for trap handlers."""
+def fpo_annotation(record, trap_frame: int | None = None, saved_ebp: int | None = None) -> str:
+    """What ``kv`` prints after a frame's name about its record, as WinDbg words it:
+    ``FPO: [2,0,0]`` (parameter, local and saved-register dwords), ``FPO: [EBP 0x8055a220]
+    [0,0,4]`` when the function uses EBP as a general register (the value it saved),
+    ``FPO: [SEH]`` for a frame-pointer-less function with an exception handler,
+    ``FPO: [Non-Fpo]`` for functions that keep an EBP frame, ``FPO: [0,0] TrapFrame @ 8013eee8``
+    for trap handlers and ``FPO: TaskGate`` for task gates (kd adds the TSS selector, which the
+    walk does not track)."""
     sz = fpo.sizes_of(record)
     p, lo, r = sz.params // 4, sz.locals // 4, sz.saved_regs // 4
     if hasattr(record, "program"):
         prog = record.program or ""
         if prog.split()[:3] == ["$T0", "$ebp", "="] or " @ " in prog:
             return "FPO: [Non-Fpo]"
-        return f"FPO: [{p},{lo},{r}]"
+        return "FPO: [SEH]" if record.has_seh else f"FPO: [{p},{lo},{r}]"
     if record.frame_type == fpo.FRAME_NONFPO:
         return "FPO: [Non-Fpo]"
-    if record.frame_type in (fpo.FRAME_TRAP, fpo.FRAME_TSS):
-        what = "TrapFrame" if record.frame_type == fpo.FRAME_TRAP else "TaskGate"
-        return f"FPO: [{p},{lo}] {what} @ {trap_frame:08x}" if trap_frame is not None else f"FPO: [{p},{lo}]"
-    return f"FPO: {'[Uses EBP] ' if record.uses_bp else ''}[{p},{lo},{r}]"
+    if record.frame_type == fpo.FRAME_TRAP:
+        return (
+            f"FPO: [{p},{lo}] TrapFrame @ {trap_frame:08x}" if trap_frame is not None else f"FPO: [{p},{lo}]"
+        )
+    if record.frame_type == fpo.FRAME_TSS:
+        return "FPO: TaskGate"
+    if record.has_seh:
+        return "FPO: [SEH]"
+    ebp = f"[EBP 0x{saved_ebp:08x}] " if record.uses_bp and saved_ebp is not None else ""
+    return f"FPO: {ebp}[{p},{lo},{r}]"
 
 
 def _ebp_frame(record) -> bool:
@@ -539,7 +549,7 @@ def walk_x86(dump, resolver, kernel, regs: dict[str, int], max_frames: int, *, r
             # where ebp would be in a frame without one)
             f.fp = (st.regs["esp"] - 8) & MASK32
         if st.record is not None:
-            f.fpo_info = fpo_annotation(st.record, f.trap_frame)
+            f.fpo = fpo_annotation(st.record, f.trap_frame, (st.regs or {}).get("ebp"))
         regs = {k: v & MASK32 for k, v in st.regs.items()}
         method, callee_params = st.method, st.params
         call_site = st.trap_frame is None  # a trap frame resumes where the trap hit

@@ -144,3 +144,28 @@ def test_repack_without_types_keeps_memory_as_captured(tmp_path):
     d = bugcheck.open(out)
     with pytest.raises(bugcheck.errors.MemoryNotPresent):
         d.read_virtual(head, 8)
+
+
+@pytest.mark.parametrize("command", ["!analyze -v", "kv", "!running -t", "!thread", "r"])
+def test_ojusha_answers_survive_repack(tmp_path_factory, command):
+    """The second real crash with a kernel table: neither form holds nt's image or headers, so
+    its frames come from the validated scan, which must judge both forms alike."""
+    from bugcheck.commands.session import Session, load_commands
+
+    out = tmp_path_factory.getbasetemp() / "ojusha-parity.dmp"
+    src = bugcheck.open(dump("ojusha-100623-4953-01.dmp"))
+    if not out.exists():
+        repack(src, out, "kernel_bitmap", types=_table(OJUSHA_TABLE))
+    load_commands()
+    isf = str(corpus_file("symbols", "isf"))
+    got = []
+    for d in (src, bugcheck.open(out)):
+        s = Session(d, offline=True, symbols_dir=isf)
+        s.raise_errors = True
+        got.append(s.run(command)[-1].data)
+    tri, rep = got
+    if command == "!analyze -v":
+        tri, rep = dict(tri["fields"]), dict(rep["fields"])
+        tri.pop("KEY_VALUES_STRING"), rep.pop("KEY_VALUES_STRING")  # the analysis time
+        assert tri["FAILURE_BUCKET_ID"] == "0x1A_402_nt!MiDeleteSubsectionPages"
+    assert tri == rep

@@ -79,3 +79,21 @@ def test_classic_triage_dumps_are_not_taken_for_code_capturing_ones():
         blamed[p.name] = s.run("!analyze -v")[-1].data["fields"]["FAILURE_BUCKET_ID"]
     assert len(blamed) == 17
     assert all(v == "0xA0000001_atikmdag!unknown_function" for v in blamed.values()), blamed
+
+
+def test_values_pointing_at_data_are_no_return_addresses(ojusha):
+    """nt!MiState+0x1ac8 starts a kept block (as code at a return address would) but holds two
+    zero bytes, and the MiSystemPartition list heads point at themselves: neither is code."""
+    from bugcheck.stack.scan import code_follows
+
+    code = CodeMap(ojusha.dump, ojusha.symbols)
+    target = ojusha.slot("target")
+    mistate = target._kernel_symbol("MiState") + 0x1AC8
+    assert code.captured(mistate) == 2
+    assert code_follows(code, mistate) is False
+    names = [f["symbol"] or "" for f in ojusha.run("kv")[-1].data["frames"]]
+    assert not any(n.startswith("nt!MiState") for n in names), names
+    # every frame the walk kept reads as code where its bytes are present
+    for f in ojusha.run("kv")[-1].data["frames"]:
+        if f["return_address"]:
+            assert code_follows(code, f["return_address"]) in (True, None)

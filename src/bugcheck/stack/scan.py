@@ -12,7 +12,8 @@ kernel's), a caller can still be found two ways, tried in this order:
    instruction before it decodes as a call when those bytes are present, and,
    in a triage dump that captured code at return addresses, code was captured
    there (a block starting exactly at the value is the strongest sign; see
-   the corpus FACTS #3).
+   the corpus FACTS #3), and the bytes there, when present, decode as code
+   (data the dump kept, such as a kernel global's fields, does not).
 
 Dumps made of whole pages (full, bitmap) cannot say which bytes were never
 written: a page re-packed from a partial capture, or a zero-filled tail, reads
@@ -235,6 +236,33 @@ def call_before(code: CodeMap, va: int):
     return (False, None) if seen and not unsure else (None, None)
 
 
+def code_follows(code: CodeMap, va: int) -> bool | None:
+    """Do the bytes at ``va`` read as the code a call returns to? False when they hold an
+    address next to ``va`` itself (a list head pointing at itself), or an instruction starting
+    in the first eight bytes does not decode or is ``add byte ptr [rax],al`` (two zero bytes:
+    cleared memory, never compiled code); None when the bytes are absent."""
+    if _iced is None:
+        return None
+    for n in (32, 16, 8):
+        data = code.code_bytes(va, n)
+        if data is not None:
+            break
+    else:
+        return None
+    if abs(int.from_bytes(data[:8], "little") - (va & MASK64)) < 0x1000:
+        return False  # a pointer to itself or close by: a list head (an empty LIST_ENTRY), not code
+    dec = _iced.Decoder(64, data, ip=va & MASK64)
+    while dec.can_decode and dec.position < 8:
+        at = dec.position
+        insn = dec.decode()
+        if insn.code == _iced.Code.INVALID:
+            # an instruction cut off by the end of the bytes read is not a wrong one
+            return None if at + 15 > len(data) and len(data) < 32 else False
+        if data[at : at + 2] == b"\0\0":
+            return False
+    return True
+
+
 def _follow_jump(code: CodeMap, target: int) -> int:
     """A call to a stub that jumps on (import thunk, incremental-link thunk) lands where it jumps."""
     data = code.code_bytes(target, 5)
@@ -270,6 +298,8 @@ def return_strength(code: CodeMap, va: int, callee_start: int | None = None) -> 
     direct call before ``va`` to some other function disqualifies ``va``.
     """
     if not code.is_code(va) or code.at_symbol_start(va):
+        return 0
+    if code_follows(code, va) is False:
         return 0
     call, target = call_before(code, va)
     if call is False:

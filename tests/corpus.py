@@ -42,3 +42,18 @@ def all_dumps() -> list[Path]:
     if root is None:
         return []
     return sorted((root / "dumps").rglob("*.dmp"))
+
+
+def corpus_session(name: str, *, store: bool = True, raise_errors: bool = False):
+    """A debugger session on corpus dump ``name`` as the CLI opens it offline: the corpus ISF
+    tables for the kernel and, with ``store``, the corpus symbol store for drivers."""
+    import bugcheck
+    from bugcheck.commands.session import Session, load_commands
+
+    load_commands()
+    options = {"offline": True, "symbols_dir": str(corpus_file("symbols", "isf"))}
+    if store:
+        options["sympath"] = str(corpus_file("symstore"))
+    s = Session(bugcheck.open(dump(name)), **options)
+    s.raise_errors = raise_errors
+    return s

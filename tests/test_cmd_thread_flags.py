@@ -5,23 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-import bugcheck
-from bugcheck.commands.session import Session, load_commands
-from corpus import corpus_file, dump
+from corpus import corpus_session
 
 THREAD = 0xFFFFC08BDE9E1640  # rizin's crashing thread, Cid 0004.0108
 
 
 @pytest.fixture(scope="module")
 def session():
-    load_commands()
-    s = Session(
-        bugcheck.open(dump("rizin-triage_x64.dmp")),
-        offline=True,
-        symbols_dir=str(corpus_file("symbols", "isf")),
-        sympath=str(corpus_file("symstore")),
-    )
-    return s
+    return corpus_session("rizin-triage_x64.dmp")
 
 
 def _text(session, line):

@@ -10,19 +10,12 @@ import pytest
 import bugcheck
 from bugcheck.commands.session import Session, load_commands
 from bugcheck.stack.scan import CodeMap, call_before
-from corpus import all_dumps, corpus_file, dump
+from corpus import all_dumps, corpus_session
 
 
 @pytest.fixture(scope="module")
 def ojusha():
-    load_commands()
-    s = Session(
-        bugcheck.open(dump("ojusha-100623-4953-01.dmp")),
-        offline=True,
-        symbols_dir=str(corpus_file("symbols", "isf")),
-    )
-    s.raise_errors = True
-    return s
+    return corpus_session("ojusha-100623-4953-01.dmp", store=False, raise_errors=True)
 
 
 def test_no_frames_inside_kernel_data(ojusha):

@@ -252,8 +252,8 @@ def test_command_sequences(dumps, kind, commands):
 @pytest.mark.parametrize("module", ["amdppm", "Wdf01000"])
 def test_chkimg(dumps, kind, module):
     """!chkimg compares what each form holds (a few thousand bytes in the triage dump, every code
-    byte in the re-pack): the verdict is the same, and every difference lies where the image's
-    dynamic value relocations say the kernel rewrites code at load."""
+    byte in the re-pack): the verdict is the same, and every difference it sets apart lies
+    where the image's dynamic value relocations say the kernel rewrites code at load."""
     from bugcheck.symbols.pe import PeImage
     from bugcheck.symbols.pe.mapping import rewritten_code
 
@@ -267,4 +267,41 @@ def test_chkimg(dumps, kind, module):
     m = target.resolver.module_by_name(module)
     with PeImage.from_file(target.store.find_image(m.image_name, m.timestamp, m.size)) as image:
         sites = rewritten_code(image)
-    assert sites and len(sites) > 10
+    from bugcheck.commands.chkimg import _merged, check_module
+
+    sites = _merged(sites)  # adjacent sites join: a rewritten run may cross from one to the next
+    with PeImage.from_file(target.store.find_image(m.image_name, m.timestamp, m.size)) as image:
+        res = check_module(fresh["triage"].dump, m, image)
+    assert res["rewritten"]
+    for va, dump_bytes, _file_bytes in res["rewritten"]:
+        rva = va - m.base
+        inside = any(a <= rva and rva + len(dump_bytes) <= b for a, b in sites)
+        assert inside, hex(va)
+
+
+def test_chkimg_sees_a_changed_code_byte(dumps, tmp_path):
+    """The re-pack check can fail: one code byte changed in the placed image is one error."""
+    from bugcheck.dumpfile.writer import repack
+    from bugcheck.symbols.isf import load_isf
+
+    src = bugcheck.open(dumps["triage"])
+    images = _images(src)
+    base = next(b for b, im in images.items() if im.size == 0x3B000)  # amdppm
+    pieces = [list(p) for p in images[base].placed()]
+    # a byte of .text (RVA 0x1000 on) that the triage dump did not capture
+    captured = {b.address for b in src.virtual.blocks}
+    va, data = next((va, d) for va, d in pieces if va >= base + 0x1000 and len(d) > 0x200)
+    at = next(i for i in range(0x100, len(data)) if va + i not in captured and not _in_block(src, va + i))
+    changed = bytearray(data)
+    changed[at] ^= 0xFF
+    placed = {b: im for b, im in images.items() if b != base}
+    placed[base] = [(v, bytes(changed) if v == va else d) for v, d in pieces]
+    out = tmp_path / "patched.dmp"
+    repack(src, out, "kernel_bitmap", types=load_isf(corpus_file(*TABLE)), images=placed)
+    s = _sessions({"patched": out})["patched"]
+    r = s.run("!chkimg amdppm")[-1].data
+    assert r["errors"] == 1 and r["ranges"][0]["address"] == va + at
+
+
+def _in_block(dump, va: int) -> bool:
+    return any(b.address <= va < b.address + b.size for b in dump.virtual.blocks)

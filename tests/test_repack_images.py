@@ -273,3 +273,38 @@ def test_constant_ranges_of_a_built_dll(dll):
     assert not touched(*spans[".data"])
     if iat[1]:
         assert not touched(iat[0], iat[0] + iat[1])
+
+
+def test_only_a_repack_says_its_zeros_are_uncaptured(tmp_path):
+    """repack's dump comment marks the zero-filled capture (kd shows it at load); a dump the
+    writer builds from whole pages carries no such comment and keeps strict code checks."""
+    from bugcheck.dumpfile.dump import REPACK_COMMENT
+    from bugcheck.dumpfile.writer import dump_from_blocks
+
+    src = bugcheck.open(dump("rizin-triage_x64.dmp"))
+    out = tmp_path / "rp.dmp"
+    repack(src, out, "kernel_bitmap")
+    packed = bugcheck.open(out)
+    assert packed.header.comment == REPACK_COMMENT and packed.zero_filled
+    assert not src.zero_filled
+    plain = tmp_path / "plain.dmp"
+    dump_from_blocks([(0xFFFF8000_00001000, b"\x90" * 0x1000)], plain, "kernel_bitmap")
+    assert not bugcheck.open(plain).zero_filled
+
+
+def test_the_banner_shows_the_repack_comment(tmp_path):
+    import subprocess
+    import sys
+
+    src = bugcheck.open(dump("rizin-triage_x64.dmp"))
+    out = tmp_path / "rp.dmp"
+    repack(src, out, "kernel_bitmap")
+    run = subprocess.run(
+        [sys.executable, "-c", "import sys; from bugcheck.cli import main; sys.exit(main())"]
+        + ["--offline", "-c", "r", str(out)],
+        capture_output=True,
+        text=True,
+    )
+    lines = run.stdout.splitlines()
+    assert lines[1].startswith("Kernel Bitmap Dump File")
+    assert lines[2] == "Comment: 'bugcheck re-pack of a triage dump: bytes it did not capture read as zero'"

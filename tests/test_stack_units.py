@@ -69,6 +69,17 @@ def test_call_before():
     assert call_before(c, BASE + 0x1000) == (None, None)
 
 
+def test_zeros_before_a_return_address_are_only_doubtful_in_a_re_pack():
+    """``mov eax,100h`` ends in zero bytes: in a real dump that is simply no call; only a dump
+    re-packed from a partial capture (whose uncaptured bytes read as zeros) leaves it open."""
+    code = bytes.fromhex("9090b800010000c3")
+    real = _Code(BASE, code)
+    assert call_before(real, BASE + 7)[0] is False
+    repacked = _Code(BASE, code)
+    repacked.zero_filled = True
+    assert call_before(repacked, BASE + 7) == (None, None)
+
+
 def _trap(rip: int, rsp: int, cs: int = 0x10) -> bytes:
     raw = bytearray(trapframe.X64_TRAP_FRAME_SIZE)
     struct.pack_into("<Q", raw, 0x30, 0x1234)  # Rax

@@ -12,6 +12,8 @@ optimization, retpoline) differs by design and is counted apart.
 
 from __future__ import annotations
 
+from bisect import bisect_right
+
 from bugcheck.commands.registry import Result, command
 from bugcheck.errors import BugcheckError, CommandError
 from bugcheck.symbols.pe.mapping import rewritten_code
@@ -77,7 +79,7 @@ def check_module(dump, module, image) -> dict:
             errors.append(
                 (module.base + sec.virtual_address + run_start, mem[run_start:], bytes(ref[run_start:]))
             )
-    sites = rewritten_code(image)
+    sites = _merged(rewritten_code(image))
     real, rewritten = [], []
     for va, got, want in errors:
         for part in _split_at_sites(va - module.base, got, want, sites or []):
@@ -93,22 +95,36 @@ def check_module(dump, module, image) -> dict:
     }
 
 
+def _merged(sites: list[tuple[int, int]] | None) -> list[tuple[int, int]] | None:
+    """Sorted, disjoint (start, end) ranges."""
+    if sites is None:
+        return None
+    out: list[tuple[int, int]] = []
+    for a, b in sorted(sites):
+        if out and a <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        elif b > a:
+            out.append((a, b))
+    return out
+
+
 def _split_at_sites(rva: int, got: bytes, want: bytes, sites: list[tuple[int, int]]):
     """The difference at ``rva`` cut into pieces inside and outside the loader's rewrite sites:
-    (rva, dump bytes, file bytes, inside a site)."""
+    (rva, dump bytes, file bytes, inside a site). ``sites`` are sorted, disjoint ranges."""
     out = []
-    start = 0
-    inside = None
-    for i in range(len(got)):
-        a = rva + i
-        here = any(s <= a < e for s, e in sites)
-        if inside is None:
-            inside = here
-        elif here != inside:
-            out.append((rva + start, got[start:i], want[start:i], inside))
-            start, inside = i, here
-    if got:
-        out.append((rva + start, got[start:], want[start:], bool(inside)))
+    end = rva + len(got)
+    pos = rva
+    i = max(bisect_right(sites, (rva, 1 << 64)) - 1, 0)
+    while pos < end:
+        while i < len(sites) and sites[i][1] <= pos:
+            i += 1
+        if i < len(sites) and sites[i][0] <= pos:
+            stop, inside = min(end, sites[i][1]), True
+        else:
+            stop, inside = min(end, sites[i][0]) if i < len(sites) else end, False
+        a, b = pos - rva, stop - rva
+        out.append((pos, got[a:b], want[a:b], inside))
+        pos = stop
     return out
 
 

@@ -156,6 +156,12 @@ def version_lines(session) -> list[str]:
     return lines
 
 
+def _comment_lines(session) -> list[str]:
+    """The dump's comment (``.dump /c``, or the one ``repack`` writes), as kd shows it at load."""
+    comment = getattr(getattr(session.dump, "header", None), "comment", "") or ""
+    return [f"Comment: '{comment}'"] if comment else []
+
+
 def _kind_line(session) -> str:
     kind = getattr(session.dump, "kind", None)
     line = getattr(kind, "banner_line", None)
@@ -173,6 +179,7 @@ def banner(session) -> Result:
     lines = [
         f"Loading Dump File [{getattr(dump, 'path', '')}]",
         _kind_line(session),
+        *_comment_lines(session),
         "",
         *path_validation_lines(sympath),
         f"Symbol search path is: {sympath}",

@@ -401,12 +401,6 @@ def thread_stack(session, kernel, t: Thread, running_on: int | None):
     return frames, render.thread_stack_lines(frames, ps), None
 
 
-def parse_thread_args(session, args: str) -> tuple[int | None, int]:
-    """(address or None for the current thread, flags) of ``!thread [ADDR [FLAGS]]``."""
-    addr, flags, _p, _t = _parse_thread_command(session, args)
-    return addr, flags
-
-
 def _parse_thread_command(session, args: str) -> tuple[int | None, int, bool, bool]:
     """``!thread [-p] [-t] [ADDR [FLAGS]]``: (address/id, flags, -p, -t); flags default 6."""
     toks = args.split()
@@ -428,7 +422,7 @@ def _parse_thread_command(session, args: str) -> tuple[int | None, int, bool, bo
 DEFAULT_THREAD_FLAGS = 0x6
 
 
-@command("!thread", "Display a kernel thread (ETHREAD) the way kd does: !thread [-p] [-t] [ADDR [FLAGS]]")
+@command("!thread", "Display a kernel thread (ETHREAD) the way kd does")
 def thread_command(session, args: str) -> Result:
     kernel = kernel_or_error(session)
     addr, flags, with_process, by_id = _parse_thread_command(session, args)

@@ -70,8 +70,19 @@ class NoMemory(AddressSpace):
             yield address, None, size
 
 
+#: The dump comment ``repack`` writes. A page-based dump made from a triage dump's captures holds
+#: zeros for every byte the capture lacked; the comment says so (kd prints it at load), and the
+#: stack scan reads it to treat such zeros as absent rather than as code.
+REPACK_COMMENT = "bugcheck re-pack of a triage dump: bytes it did not capture read as zero"
+
+
 class DumpFile:
     """An open kernel crash dump (see docs/ARCHITECTURE.md for the contract)."""
+
+    @property
+    def zero_filled(self) -> bool:
+        """A page-based dump whose uncaptured bytes read as zeros (one ``repack`` wrote)."""
+        return self.triage is None and (getattr(self.header, "comment", "") or "") == REPACK_COMMENT
 
     def __init__(self, path: Path, buf, fileobj, header: DumpHeader, kind: DumpKind):
         self.path = path

@@ -136,7 +136,7 @@ def from_unloaded_drivers(
         return [], []
     # the record layout lives with the writer that builds the same ring; imported here, only
     # for kernel dumps, to keep the writer out of every start-up
-    from bugcheck.dumpfile.writer.repack import MI_UNLOADED_DRIVERS, unloaded_record_layout
+    from bugcheck.dumpfile.unloaded import MI_UNLOADED_DRIVERS, unloaded_record_layout
 
     memory = dump.virtual
     ps = dump.pointer_size

@@ -59,7 +59,10 @@ class RangeFallback:
         start, end, key = self._spans[index]
         got = None
         if self._loaded_bytes + (end - start) <= self._limit:
-            got = self._load(key)
+            try:
+                got = self._load(key)
+            except Exception:  # noqa: BLE001 - a source that fails to load is no source, once
+                got = None
             if got is not None:
                 self._loaded_bytes += end - start
         self._sources[index] = got

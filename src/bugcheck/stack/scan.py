@@ -15,12 +15,12 @@ kernel's), a caller can still be found two ways, tried in this order:
    the corpus FACTS #3), and the bytes there, when present, decode as code
    (data the dump kept, such as a kernel global's fields, does not).
 
-Dumps made of whole pages (full, bitmap) cannot say which bytes were never
-written: a page re-packed from a partial capture, or a zero-filled tail, reads
-as zeros. Compiled code never holds eight zero bytes where a function begins
-or a call returns to, so such bytes count as absent code, the way missing
-bytes of a triage dump do; the two forms of one crash then judge candidates
-alike.
+A full or bitmap dump re-packed from a triage dump's captures (its comment
+says so) cannot say which bytes were never captured: they read as zeros.
+There, eight zero bytes where a function begins or a call returns to count as
+absent code, the way missing bytes of a triage dump do, and code starts where
+zeros end; the two forms of one crash then judge candidates alike. A real
+kernel dump keeps whole pages as they were, and none of this applies.
 """
 
 from __future__ import annotations
@@ -68,8 +68,9 @@ class CodeMap:
         self._block_starts = set(starts)
         self._block_addrs = [a for a, _ in self._blocks]
         self._code_captured: bool | None = None
-        #: pages are whole here: bytes never captured read as zeros, not as absent
-        self.zero_filled = not self.sparse
+        #: a page-based dump re-packed from captures (its comment says so): bytes never captured
+        #: read as zeros, not as absent. A real full or bitmap dump holds whole pages as they were.
+        self.zero_filled = not self.sparse and bool(getattr(dump, "zero_filled", False))
         self._sections: dict[int, list | None] = {}
 
     # -- modules and sections -------------------------------------------------------------------
@@ -144,7 +145,7 @@ class CodeMap:
             seen: set[int] = set()  # distinct values: one pointer repeated (a PRCB) proves nothing
             ctx = getattr(self.dump, "crash_context", None)
             sp = getattr(ctx, "sp", 0) or 0
-            if sp:
+            if sp and (self.sparse or self.zero_filled):
                 ps = getattr(self.dump, "pointer_size", 8) or 8
                 for slot in range(sp, sp + 0x1000, ps):
                     try:

@@ -71,6 +71,8 @@ def mapped_image(image: PeImage, base: int) -> bytes:
 
 
 def _set_image_base(buf: bytearray, image: PeImage, base: int) -> None:
+    if len(buf) < 0x40:
+        return  # no room for the DOS header: nothing to update
     (lfanew,) = struct.unpack_from("<I", buf, 0x3C)
     at = lfanew + 24 + (24 if image.is_pe32_plus else 28)
     width = 8 if image.is_pe32_plus else 4
@@ -361,8 +363,8 @@ def find_module_image(module, store, image_path: str | None = None) -> ImageByte
         try:
             if image.timestamp == ts and image.size_of_image == size:
                 return image_bytes(image, base)
-        except BugcheckError:
-            pass
+        except (BugcheckError, struct.error, ValueError, IndexError):
+            pass  # a malformed image file: the module's holes stay holes
         finally:
             image.close()
     return None

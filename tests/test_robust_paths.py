@@ -133,3 +133,22 @@ def test_write_detector_catches_a_writer(tmp_path):
     assert runner.write_attempts(run, [f])
     run.events = [["open", str(f), ["rb", os.O_RDONLY]]]
     assert not runner.write_attempts(run, [f])
+
+
+def test_driver_name_too_long_for_a_file_name(env):
+    """A damaged driver-list string (found by tests/fuzz/explore.py, seed 7): a few hundred
+    characters of junk, longer in bytes than any file name. Looking it up in the store or an
+    image folder is a miss, not an OSError."""
+    corpus, root, cache, store, images = env
+    data = mutate.apply(
+        (corpus / "dumps" / "rizin-triage_x64.dmp").read_bytes(), (("junk", 0x15D4F, 0x1000, 0x323978D1),)
+    )
+    dump = write_case(root / "long-name.dmp", data)
+    run = runner.run_cli(
+        ["-y", str(store), "-i", str(images), "--offline", "--symbols-dir", str(corpus / "symbols" / "isf"),
+         str(dump)],
+        cache_dir=cache,
+        audit_log=root / "audit-long-name.jsonl",
+    )  # fmt: skip
+    assert runner.problems(run, [dump]) == []
+    assert run.returncode == 0 and "FAILURE_BUCKET_ID:  AV_amdppm!WriteIoMemRawEx" in run.stdout

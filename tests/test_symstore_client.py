@@ -142,6 +142,7 @@ def test_keys():
         "c:\\w\\x.pdb",
         "x\x00.pdb",
         "x" * 300,
+        "\u4f60" * 100 + ".sys",  # 104 characters, but 304 bytes on disk: too long for a file name
         None,
     ],
 )
@@ -416,3 +417,18 @@ def test_odd_characters_stay_in_one_url_segment(tmp_path, server):
     assert st.find_pdb("a?b#c d%.pdb", AMD_GUID, 1) is None
     assert server.hits
     assert all("/a%3Fb%23c%20d%25.pdb/" in p for p in server.hits)
+
+
+def test_a_folder_the_system_refuses_is_a_miss(tmp_path, monkeypatch):
+    """An OSError while looking into a local folder (a name too long for the file system, a
+    folder without permission) is "not found there", never a crash."""
+    st = SymbolStore(str(tmp_path), offline=True, quiet=True)
+    with pytest.raises(SymbolError):
+        st.find_image("\u00e9" * 200 + ".sys", 1, 2)  # 204 characters, 404 bytes
+
+    def refuse(*_args, **_kw):
+        raise OSError(36, "File name too long")
+
+    monkeypatch.setattr(SymbolStore, "_find_in_dir", refuse)
+    assert st.find_image("amdppm.sys", 1, 2) is None
+    assert any("File name too long" in line for line in st.log)

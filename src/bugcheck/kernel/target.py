@@ -67,8 +67,10 @@ class ExportSymbols:
 
 def _safe_file_name(name: str) -> str | None:
     """A module file name usable under a local folder, or None (names come from the dump)."""
-    if not name or name in (".", "..") or any(c in name for c in "/\\:\0") or len(name) > 255:
+    if not name or name in (".", "..") or any(c in name for c in "/\\:\0"):
         return None
+    if len(name.encode("utf-8", "surrogatepass")) > 255:
+        return None  # longer than a file name may be: no file has it
     return name
 
 

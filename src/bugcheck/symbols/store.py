@@ -59,8 +59,8 @@ def safe_name(name: object) -> str:
     problem = None
     if not name or not name.strip():
         problem = "empty"
-    elif len(name) > MAX_NAME:
-        problem = f"longer than {MAX_NAME} characters"
+    elif len(name) > MAX_NAME or len(name.encode("utf-8", "surrogatepass")) > MAX_NAME:
+        problem = f"longer than {MAX_NAME} characters or bytes"
     elif "\x00" in name or any(ord(c) < 0x20 for c in name):
         problem = "contains control characters"
     elif "/" in name or "\\" in name:
@@ -177,10 +177,15 @@ class SymbolStore:
             raise SymbolError(f"refusing symbol index key {key!r}")
         self._say(f"SYMSRV:  BYINDEX: {name}/{key}/{name}")
         for el in self.elements:
-            if isinstance(el, LocalDir):
-                hit = self._find_in_dir(Path(el.path), name, key)
-            elif isinstance(el, CacheDir):
-                hit = self._find_in_store(Path(el.path), name, key, caches=[])
+            if isinstance(el, (LocalDir, CacheDir)):
+                try:
+                    if isinstance(el, LocalDir):
+                        hit = self._find_in_dir(Path(el.path), name, key)
+                    else:
+                        hit = self._find_in_store(Path(el.path), name, key, caches=[])
+                except OSError as e:  # a folder the system refuses to look into: not found there
+                    self._say(f"DBGHELP: {el.path} - {e.strerror or e}")
+                    hit = None
             elif isinstance(el, SymbolServer):
                 hit = self._find_in_server(el, name, key)
             else:

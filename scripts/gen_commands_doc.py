@@ -125,6 +125,7 @@ SYNTAX: dict[str, list[str]] = {
     "uf": ["uf ADDRESS"],
     "k": ["k[b|v|c|p|P|n|f|L...] [FRAMES]", "k[b|v|...] = BASEPTR STACKPTR INSTRUCTIONPTR [FRAMES]"],
     "kd": ["kd [COUNT]"],
+    ".kframes": [".kframes [COUNT]"],
     ".trap": [".trap [ADDRESS]"],
     ".cxr": [".cxr [ADDRESS]"],
     ".thread": [".thread [ADDRESS]"],

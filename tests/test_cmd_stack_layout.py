@@ -63,7 +63,13 @@ def test_counts_and_variants(session):
     assert len(k3.data["frames"]) == 3
     # the last shown frame still has its return address (the walk goes one further)
     assert k3.data["frames"][2]["return_address"] != 0
+    # the default depth is WinDbg's 256 frames (".kframes" changes it): the whole stack here
+    assert session.run("k 0x100")[0].data["frames"] == session.run("k")[0].data["frames"]
+    assert len(session.run("k")[0].data["frames"]) > 0x14
+    assert session.run(".kframes")[0].text == "Default stack trace depth is 0n256 frames"
+    session.run(".kframes 0x14")
     assert session.run("k 0x14")[0].data["frames"] == session.run("k")[0].data["frames"]
+    session.run(".kframes 0x100")
     kc = session.run("kc 2")[0].text.splitlines()
     assert kc[0] == " # Call Site" and kc[1] == "00 nt!KeBugCheckEx"
     kf = session.run("kf 3")[0].text.splitlines()

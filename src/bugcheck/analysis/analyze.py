@@ -406,7 +406,21 @@ def analyze(session, *, rules=None) -> Analysis:
             triples.append((s.module.name, s.symbol.name if s.symbol else None, s.displacement))
     idx = pick_culprit(triples, rules) if triples else None
     culprit = None
-    if idx is None:
+    fault = _faulting_address(base_code, args, exception)
+    if (
+        idx is not None
+        and first_scan is not None
+        and idx >= first_scan
+        and fault is not None
+        and all(f.pc != fault for f in frames)
+    ):
+        # The walk never reached the faulting instruction (no trap frame or context record led
+        # there) and only a stack scan found the frame it would blame: a guess. The faulting
+        # address the bugcheck itself names is a fact, and wins where it has an owner.
+        culprit = _culprit_from_address(resolver, base_code, args, exception)
+    if culprit is not None:
+        pass
+    elif idx is None:
         culprit = _culprit_from_address(resolver, base_code, args, exception)
     else:
         s = symbolized[idx]
@@ -565,8 +579,9 @@ def _address_fields(
     return out
 
 
-def _culprit_from_address(resolver, base_code: int, args: list[int], exception: dict | None):
-    """With no usable frame, blame the module holding the faulting address the bugcheck names."""
+def _fault_candidates(base_code: int, args: list[int], exception: dict | None) -> list[int]:
+    """The faulting instruction's address as the bugcheck names it (exception record, or the
+    argument that holds it), best first."""
     candidates = []
     if exception is not None:
         candidates.append(exception["address"])
@@ -576,7 +591,17 @@ def _culprit_from_address(resolver, base_code: int, args: list[int], exception: 
         candidates.append(args[2])
     elif base_code in (0x1E, 0x7E, 0x8E, 0x3B):
         candidates.append(args[1])
-    for addr in candidates:
+    return [a for a in candidates if a]
+
+
+def _faulting_address(base_code: int, args: list[int], exception: dict | None) -> int | None:
+    found = _fault_candidates(base_code, args, exception)
+    return found[0] if found else None
+
+
+def _culprit_from_address(resolver, base_code: int, args: list[int], exception: dict | None):
+    """With no usable frame, blame the module holding the faulting address the bugcheck names."""
+    for addr in _fault_candidates(base_code, args, exception):
         s = resolver.symbolize(addr)
         if s.module is not None:
             return (s.module, s.symbol.name if s.symbol else None, s.displacement, None)

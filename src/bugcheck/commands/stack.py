@@ -22,7 +22,9 @@ from bugcheck.errors import CommandError
 from bugcheck.stack.frames import StackWalk
 from bugcheck.stack.walker import walk
 
-DEFAULT_FRAMES = 0x14  # WinDbg's default ``k`` depth (20 frames)
+#: WinDbg's default ``k`` depth (``.kframes`` shows and changes it per session): 256 frames in
+#: current releases ("Default stack trace depth is 0n256 frames"); older kd used 20
+DEFAULT_FRAMES = 0x100
 MAX_FRAMES = 0x400
 LAST_SET_CONTEXT = "*** Stack trace for last set context - .thread/.cxr resets it"
 
@@ -151,7 +153,7 @@ _COUNT = re.compile(r"^\s*(\S.*)?$")
 
 def _k(session, name: str, argtext: str) -> Result:
     letters = name[1:].lower()
-    count = DEFAULT_FRAMES
+    count = getattr(session, "kframes", None) or DEFAULT_FRAMES
     text = argtext.strip()
     context = None
     if text.startswith("="):
@@ -226,6 +228,18 @@ def k_command(session, args: str) -> Result:
 
 for _n in [*_ALL, *_COMBOS, "kP"]:
     command(_n, f"Stack backtrace ({_n})")(_make(_n))
+
+
+@command(".kframes", "Show or set the default number of frames k commands print")
+def kframes_command(session, args: str) -> Result:
+    text = args.strip()
+    if text:
+        n = session.evaluate(text)
+        if not 0 < n <= 0xFFFF:
+            raise CommandError(f"Invalid frame count {text}")
+        session.kframes = n
+    n = getattr(session, "kframes", None) or DEFAULT_FRAMES
+    return Result(f"Default stack trace depth is 0n{n} frames", {"frames": n})
 
 
 @command("kd", "Display raw stack words with symbols, from the stack pointer: kd [count]")

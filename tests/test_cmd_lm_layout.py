@@ -110,7 +110,9 @@ def test_lmvm_detail_order():
     lines = res.text.splitlines()
     assert lines[:2] == ["Browse full module list", LM_HEADER]
     heads = [ln.split(":")[0].strip() for ln in lines[3:]]
-    order = ["Loaded symbol image file", "Image path", "Image name", "Browse all global symbols  functions  data",
+    # the image came from the symbol store: kd names the file it mapped (minidump lmvm output:
+    # "Mapped memory image file: c:\\symbols\\ntoskrnl.exe\\...\\ntoskrnl.exe")
+    order = ["Loaded symbol image file", "Mapped memory image file", "Image path", "Image name", "Browse all global symbols  functions  data",
              "Image was built with /Brepro flag.", "Timestamp", "CheckSum", "ImageSize", "File version",
              "Product version", "Translations", "Information from resource tables"]  # fmt: skip
     assert heads[: len(order)] == order

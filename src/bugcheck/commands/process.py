@@ -33,6 +33,8 @@ from bugcheck.kernel.objects import MAX_THREADS, Process
 from bugcheck.kernel.typed import StructView, read_scalar
 from bugcheck.render import kobjects as render
 
+#: where kernel space begins: a value from here up is an address, not a process id
+KERNEL_SPACE = {8: 0xFFFF8000_00000000, 4: 0x80000000}
 #: bound on the free lists summed for HandleCount (ExpFreeListCount is at most a few dozen)
 MAX_FREE_LISTS = 64
 
@@ -286,6 +288,9 @@ def process_command(session, args: str) -> Result:
         pv = kernel.process(key)
         if pv is not None and pv.f("Pcb.Header.Type") is not None and pv.f("Pcb.Header.Type") & 0x7F == 3:
             p = pv
+        elif key >= KERNEL_SPACE.get(kernel.pointer_size, KERNEL_SPACE[8]):
+            # a kernel address is an EPROCESS, never a process id
+            raise CommandError(f"{render.ptr(key, kernel.pointer_size)}: Unable to get process contents")
         else:
             prefix.append(f"Searching for Process with Cid == {key:x}")
             p = kernel.find_process(key)

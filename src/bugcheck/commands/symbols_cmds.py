@@ -134,6 +134,9 @@ def _verbose_lines(session, m, ms) -> list[str]:
     lines = []
     if ms.state != "deferred":
         lines.append(f"    Loaded symbol image file: {m.image_name}")
+        if ms.image_file and not ms.image_file.startswith("(dump memory"):
+            # the image came from a file (-i or the symbol path), as kd maps it on a minidump
+            lines.append(f"    Mapped memory image file: {ms.image_file}")
     if m.path:
         lines.append(f"    Image path: {m.path}")
     lines.append(f"    Image name: {m.image_name}")

@@ -126,3 +126,22 @@ def test_json_cli_ojusha_isf():
     got = _by_command(docs)
     assert got["!process 0 0"]["schema"] == "bugcheck.processes/1"
     assert got["!process 0 0"]["data"]["processes"]
+
+
+def test_a_dump_that_cannot_be_opened_is_a_json_error_document_too(tmp_path):
+    """--json: the one-line error still goes to stderr with exit 2, and stdout carries it as a
+    bugcheck.error/1 document, so a pipeline reading JSON sees why nothing else came."""
+    from bugcheck import schemas
+
+    zeros = tmp_path / "zeros.dmp"
+    zeros.write_bytes(bytes(0x3000))
+    proc = subprocess.run(
+        [sys.executable, "-m", "bugcheck.cli", "--json", "--offline", str(zeros)],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"bugcheck: {zeros}: not a crash dump (file is all zeros)"
+    (doc,) = [json.loads(line) for line in proc.stdout.splitlines()]
+    schemas.validate(doc)
+    assert doc["schema"] == "bugcheck.error/1" and doc["data"]["error"] == proc.stderr.strip()

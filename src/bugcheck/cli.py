@@ -207,9 +207,18 @@ def _json_default(o):
     return str(o)
 
 
-def _fail(path, problem: str) -> int:
-    sys.stderr.write(f"bugcheck: {path}: {problem}\n")
+def _fail(path, problem: str, json_mode: bool = False) -> int:
+    line = f"bugcheck: {path}: {problem}"
+    sys.stderr.write(line + "\n")
     sys.stderr.flush()
+    if json_mode:
+        # a pipeline reading --json gets the failure as a document too (schema bugcheck.error/1)
+        doc = {"schema": "bugcheck.error/1", "command": "open", "data": {"error": line}, "text": line}
+        try:
+            sys.stdout.write(json.dumps(doc) + "\n")
+            sys.stdout.flush()
+        except (BrokenPipeError, OSError):
+            pass
     return EXIT_USAGE
 
 
@@ -249,9 +258,9 @@ def main(argv: list[str] | None = None) -> int:
             sys.stderr.write(f"bugcheck: {why}\n")
         return _run(args, path, interactive)
     except BadFileError as e:
-        return _fail(e.path, e.problem)
+        return _fail(e.path, e.problem, args.json)
     except BugcheckError as e:
-        return _fail(path, str(e))
+        return _fail(path, str(e), args.json)
     except KeyboardInterrupt:
         sys.stderr.write("\n")
         return EXIT_INTERRUPT

@@ -380,8 +380,16 @@ def analyze(session, *, rules=None) -> Analysis:
             if f.trap_frame:
                 trap_addr = f.trap_frame
                 break
+    searched = False
+    if trap_addr is None and cxr_text is None and dump.machine == "x64":
+        trap_addr = _trap_frame_of_fault(dump, resolver, kernel, base_code, args, walk_ctx)
+        searched = trap_addr is not None
     if trap_addr is not None:
         regs = read_trap_frame(dump, kernel, trap_addr)
+        if regs is not None and searched:
+            frames, first_scan = _through_trap_frame(
+                dump, resolver, kernel, frames, first_scan, trap_addr, regs
+            )
         if regs is not None:
             err = _trap_err_code(kernel, trap_addr) if ps == 4 else None
             fields.append(("TRAP_FRAME", trap_frame_lines(session, dump, resolver, trap_addr, regs, err)))
@@ -404,7 +412,16 @@ def analyze(session, *, rules=None) -> Analysis:
             triples.append((None, None, 0))
         else:
             triples.append((s.module.name, s.symbol.name if s.symbol else None, s.displacement))
-    idx = pick_culprit(triples, rules) if triples else None
+    start = 0
+    if base_code in (0x0A, 0xD1, 0x50):
+        # a page fault: the frames up to KiPageFault's trap frame are the fault handling; the
+        # culprit is looked for from the faulting instruction on, as kd does after ".trap"
+        at_trap = [i for i, f in enumerate(frames) if f.trap_frame]
+        if at_trap and at_trap[0] + 1 < len(frames):
+            start = at_trap[0] + 1
+    idx = pick_culprit(triples[start:], rules) if triples[start:] else None
+    if idx is not None:
+        idx += start
     culprit = None
     fault = _faulting_address(base_code, args, exception)
     if (
@@ -577,6 +594,50 @@ def _address_fields(
         )
         out.append((kind, [f"{exception['parameters'][1]:0{ps * 2}x} "]))
     return out
+
+
+def _through_trap_frame(dump, resolver, kernel, frames, first_scan, trap_addr: int, regs: dict):
+    """The walk as far as the trap frame, then on from the registers it saved: the frame whose
+    stack pointer is the trap frame (KiPageFault's) gets ``(TrapFrame @ ...)`` and returns to the
+    faulting instruction, as kd's walk crosses it."""
+    from bugcheck.dumpfile.context import Context
+
+    below = [f for f in frames if f.sp <= trap_addr]
+    after = _walk(dump, resolver, kernel, Context("x64", dict(regs)))
+    if not below or below[-1].sp != trap_addr or after is None or not after.frames:
+        return frames, first_scan
+    below[-1].trap_frame = trap_addr
+    below[-1].return_address = after.frames[0].pc
+    joined = below + list(after.frames)
+    for i, f in enumerate(joined):
+        f.number = i
+    if first_scan is not None and first_scan < len(below):
+        scan = first_scan
+    elif after.first_scan is not None:
+        scan = len(below) + after.first_scan
+    else:
+        scan = None
+    return joined, scan
+
+
+def _trap_frame_of_fault(dump, resolver, kernel, base_code: int, args: list[int], ctx) -> int | None:
+    """For a page fault bugcheck (0xA, 0xD1, 0x50) whose walk crossed no trap frame (no unwind
+    data for KiPageFault): the trap frame on the crash stack that saved the faulting
+    instruction the bugcheck names."""
+    fault = {0x0A: 3, 0xD1: 3, 0x50: 2}.get(base_code)
+    sp = getattr(ctx, "sp", None) if ctx is not None else None
+    if fault is None or not sp or not args[fault]:
+        return None
+    from bugcheck.stack.trapframe import find_trap_frame_for
+
+    def is_code(va: int) -> bool:
+        try:
+            return resolver.module_at(va) is not None
+        except BugcheckError:
+            return False
+
+    types = kernel.types if kernel is not None else None
+    return find_trap_frame_for(dump.read_virtual, sp, args[fault], types, is_code)
 
 
 def _fault_candidates(base_code: int, args: list[int], exception: dict | None) -> list[int]:

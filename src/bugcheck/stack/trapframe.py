@@ -10,7 +10,7 @@ from __future__ import annotations
 import struct
 
 from bugcheck.dumpfile.context import Context
-from bugcheck.errors import MemoryNotPresent
+from bugcheck.errors import BugcheckError, MemoryNotPresent
 
 MASK64 = (1 << 64) - 1
 
@@ -141,6 +141,41 @@ def plausible_trap_frame(regs: dict[str, int], address: int, is_code) -> bool:
     if cs & 3 == 3:
         return 0 < rip < 0x8000_0000_0000 and 0 < rsp < 0x8000_0000_0000
     return False
+
+
+#: how far above the crash stack pointer a trap frame is looked for (KiPageFault's frame sits
+#: below KeBugCheckEx's callers: a few KB at most)
+TRAP_SEARCH_LIMIT = 0x4000
+
+
+def find_trap_frame_for(read, sp: int, rip: int, types=None, is_code=None) -> int | None:
+    """The address of the x64 _KTRAP_FRAME above ``sp`` whose saved Rip is ``rip`` (the faulting
+    instruction a 0xA/0xD1/0x50 bugcheck names), or None.
+
+    The stack is read once (``TRAP_SEARCH_LIMIT`` bytes, stopping at the first byte the dump
+    lacks); each 8-byte slot equal to ``rip`` is tried as the trap frame's Rip and kept when the
+    frame around it is plausible (:func:`plausible_trap_frame`)."""
+    off = known_rip_offset(types)
+    want = (rip & ((1 << 64) - 1)).to_bytes(8, "little")
+    raw = b""
+    n = TRAP_SEARCH_LIMIT
+    while n >= 0x200 and not raw:
+        try:
+            raw = read(sp, n)  # as much of the stack as the dump holds from sp
+        except BugcheckError:
+            n //= 2
+    at = raw.find(want)
+    while at >= 0:
+        if at % 8 == 0 and at >= off:
+            t = sp + at - off
+            try:
+                regs = read_trap_frame(read, t, types)
+            except BugcheckError:
+                regs = None
+            if regs is not None and plausible_trap_frame(regs, t, is_code or (lambda _va: True)):
+                return t
+        at = raw.find(want, at + 1)
+    return None
 
 
 def read_context_record(read, address: int, arch: str = "x64", types=None) -> Context:

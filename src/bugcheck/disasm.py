@@ -27,6 +27,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from bugcheck.symbols.resolver import hex_addr
+
 try:  # iced-x86 is a hard dependency; capstone is only a fallback for broken installs
     import iced_x86 as _iced
 except ImportError:  # pragma: no cover - exercised only without iced
@@ -44,14 +46,6 @@ MAX_UF_INSNS = 20_000
 MAX_UB_TRIES = 64
 #: and roughly how many instructions it may decode doing so
 MAX_UB_WORK = 32_768
-
-
-def hex_addr(value: int, pointer_size: int = 8) -> str:
-    """``fffff800`60da1981`` (64-bit) or ``8054f000`` (32-bit)."""
-    if pointer_size == 4:
-        return f"{value & 0xFFFFFFFF:08x}"
-    v = value & 0xFFFFFFFFFFFFFFFF
-    return f"{v >> 32:08x}`{v & 0xFFFFFFFF:08x}"
 
 
 @dataclass

@@ -28,6 +28,7 @@ from bugcheck.analysis.catalog import lookup, render_bugcheck_box
 from bugcheck.analysis.triage_rules import default_rules, pick_culprit
 from bugcheck.errors import BugcheckError
 from bugcheck.stack.trapframe import read_context_record
+from bugcheck.symbols.resolver import hex_addr
 
 SCHEMA = "bugcheck.analysis/1"
 NO_UNWIND_WARNING = "WARNING: Stack unwind information not available. Following frames may be wrong."
@@ -164,14 +165,6 @@ _BLOCK_FIELDS = {"TRAP_FRAME", "CONTEXT", "EXCEPTION_RECORD"}
 
 
 # -- helpers ---------------------------------------------------------------------------------
-def _hex_bt(v: int | None, ps: int = 8) -> str:
-    if v is None:
-        return "????????`????????" if ps == 8 else "????????"
-    if ps == 4:
-        return f"{v & 0xFFFFFFFF:08x}"
-    return f"{(v >> 32) & 0xFFFFFFFF:08x}`{v & 0xFFFFFFFF:08x}"
-
-
 def _read_exception_record(dump, address: int) -> dict:
     from bugcheck.dumpfile.header import ExceptionRecord
 
@@ -684,12 +677,12 @@ def stack_text(resolver, frames, pointer_size: int = 8, first_scan: int | None =
         if pointer_size == 4:
             ebp = f.fp if getattr(f, "fp", None) is not None else f.sp
             args = (list(f.args) + [None] * 3)[:3]
-            arg_text = " ".join(_hex_bt(v, 4) for v in args)
-            lines.append(f"{_hex_bt(ebp, 4)} {_hex_bt(f.return_address, 4)} {arg_text} {call_site}")
+            arg_text = " ".join(hex_addr(v, 4) for v in args)
+            lines.append(f"{hex_addr(ebp, 4)} {hex_addr(f.return_address, 4)} {arg_text} {call_site}")
             continue
         args = (list(f.args) + [None] * 4)[:4]
-        arg_text = " ".join(_hex_bt(v, pointer_size) for v in args)
+        arg_text = " ".join(hex_addr(v, pointer_size) for v in args)
         lines.append(
-            f"{_hex_bt(f.sp, pointer_size)} {_hex_bt(f.return_address, pointer_size)}     : {arg_text} : {call_site}"
+            f"{hex_addr(f.sp, pointer_size)} {hex_addr(f.return_address, pointer_size)}     : {arg_text} : {call_site}"
         )
     return lines

@@ -79,7 +79,7 @@ def check_module(dump, module, image) -> dict:
             errors.append(
                 (module.base + sec.virtual_address + run_start, mem[run_start:], bytes(ref[run_start:]))
             )
-    sites = _merged(rewritten_code(image))
+    sites = rewritten_code(image)
     real, rewritten = [], []
     for va, got, want in errors:
         for part in _split_at_sites(va - module.base, got, want, sites or []):
@@ -95,22 +95,9 @@ def check_module(dump, module, image) -> dict:
     }
 
 
-def _merged(sites: list[tuple[int, int]] | None) -> list[tuple[int, int]] | None:
-    """Sorted, disjoint (start, end) ranges."""
-    if sites is None:
-        return None
-    out: list[tuple[int, int]] = []
-    for a, b in sorted(sites):
-        if out and a <= out[-1][1]:
-            out[-1] = (out[-1][0], max(out[-1][1], b))
-        elif b > a:
-            out.append((a, b))
-    return out
-
-
 def _split_at_sites(rva: int, got: bytes, want: bytes, sites: list[tuple[int, int]]):
     """The difference at ``rva`` cut into pieces inside and outside the loader's rewrite sites:
-    (rva, dump bytes, file bytes, inside a site). ``sites`` are sorted, disjoint ranges."""
+    (rva, dump bytes, file bytes, inside a site). ``sites`` are sorted, disjoint ranges (as :func:`rewritten_code` gives them)."""
     out = []
     end = rva + len(got)
     pos = rva

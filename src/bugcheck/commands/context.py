@@ -125,45 +125,11 @@ def cxr_command(session, args: str) -> Result:
 
 # -- processors and threads -----------------------------------------------------------------------
 def processor_context(session, index: int) -> Context | None:
-    """Processor ``index``'s context: the dump's per-processor contexts, else its PRCB's ContextFrame."""
-    dump = session.dump
-    contexts = getattr(dump, "contexts", None) or []
-    if 0 <= index < len(contexts) and contexts[index] is not None and len(contexts) > 1:
-        return contexts[index]
-    crash = getattr(dump, "crash_processor", None)
-    if crash is None and session.kernel is not None:
-        crash = session.kernel.crash_processor
-    if index == (crash or 0):
-        return getattr(dump, "crash_context", None)
-    kernel = session.kernel
-    if kernel is None:
-        return None
-    p = kernel.processor(index)
-    if p is None or not p.prcb:
-        return None
-    # Where the debugger data block names them, the PRCB's context (ProcessorState, or the
-    # buffer Prcb->Context points to, where newer kernels save a frozen processor's registers)
-    reader = getattr(dump, "_prcb_context", None)
-    kd = getattr(dump, "kd_debugger_data", None)
-    if callable(reader) and kd:
-        try:
-            ctx = reader(p.prcb, kd)
-        except (MemoryNotPresent, BugcheckError):
-            ctx = None
-        if ctx is not None and ctx.pc and ctx.sp:
-            return ctx
-    types = _types(session)
-    if not types:
-        return None
-    try:
-        off = types.offset("_KPRCB", "ProcessorState.ContextFrame")
-    except (KeyError, BugcheckError):
-        return None
-    try:
-        ctx = trapframe.read_context_record(_read(session), p.prcb + off, session.machine, types)
-    except (MemoryNotPresent, BugcheckError):
-        return None
-    # a PRCB copy whose context was never filled in holds zeros: that is no context
+    """Processor ``index``'s context (see :meth:`Session.processor_context`), None when the dump
+    holds no registers for it."""
+    ctx = session.processor_context(index)
+    if ctx is None or ctx is getattr(session.dump, "crash_context", None):
+        return ctx
     return ctx if ctx.pc and ctx.sp else None
 
 

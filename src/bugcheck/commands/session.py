@@ -21,6 +21,7 @@ from bugcheck.commands import registry
 from bugcheck.commands.expr import Evaluator, ExprEnv
 from bugcheck.commands.registry import Result
 from bugcheck.errors import BadFileError, BugcheckError, CommandError, MemoryNotPresent
+from bugcheck.symbols.resolver import hex_addr
 
 #: slot name -> factory(session) -> object; filled by other layers (see register_provider)
 _PROVIDERS: dict[str, Callable[[Session], Any]] = {}
@@ -123,7 +124,7 @@ class PlainSymbols:
     def format_address(self, address: int) -> str:
         if self._resolver is not None:
             return self._resolver.format_address(address)
-        return "0x" + _hex_addr(address, self.pointer_size)
+        return "0x" + hex_addr(address, self.pointer_size)
 
     def symbol_for(self, address: int) -> str | None:
         return self._resolver.symbol_for(address) if self._resolver else None
@@ -133,13 +134,6 @@ class PlainSymbols:
 
     def complete(self, prefix: str, limit: int = 200) -> list[str]:
         return self._resolver.complete(prefix, limit) if self._resolver else []
-
-
-def _hex_addr(value: int, pointer_size: int = 8) -> str:
-    if pointer_size == 4:
-        return f"{value & 0xFFFFFFFF:08x}"
-    value &= (1 << 64) - 1
-    return f"{value >> 32:08x}`{value & 0xFFFFFFFF:08x}"
 
 
 class _SessionEnv(ExprEnv):
@@ -321,7 +315,7 @@ class Session:
 
     def hex_addr(self, address: int) -> str:
         """WinDbg's address column: ``fffff800`62600000`` (or 8 digits on 32-bit targets)."""
-        return _hex_addr(address, self.pointer_size)
+        return hex_addr(address, self.pointer_size)
 
     # -- register context ------------------------------------------------------------------------
     @property
@@ -330,32 +324,57 @@ class Session:
         return self.processor_context(self.processor)
 
     def processor_context(self, index: int):
+        """Processor ``index``'s registers: the dump's per-processor contexts, the crash context
+        for the crashing processor, else what its PRCB saved (an empty Context when nothing)."""
         contexts = getattr(self.dump, "contexts", None) or []
-        crash_cpu = getattr(self.dump, "crash_processor", None)
         if len(contexts) > 1 and 0 <= index < len(contexts) and contexts[index] is not None:
             return contexts[index]
-        if crash_cpu is None or index == crash_cpu:
+        crash_cpu = getattr(self.dump, "crash_processor", None)
+        if crash_cpu is None and self.kernel is not None:
+            crash_cpu = getattr(self.kernel, "crash_processor", None)
+        if index == (crash_cpu or 0):
             return getattr(self.dump, "crash_context", None)
-        # another processor of a triage dump: its PRCB's saved context, when the PRCB was captured
-        if index in self._cpu_contexts:
-            return self._cpu_contexts[index]
-        ctx = None
-        try:
-            kernel = self.kernel
-            proc = kernel.processor(index) if kernel is not None and hasattr(kernel, "processor") else None
-            prcb = getattr(proc, "prcb", 0)
-            kdd = getattr(self.dump, "kd_debugger_data", None)
-            reader = getattr(self.dump, "_prcb_context", None)
-            if prcb and kdd and callable(reader):
-                ctx = reader(prcb, kdd)
-        except BugcheckError:
-            ctx = None
-        if ctx is None:
-            from bugcheck.dumpfile.context import Context
+        if index not in self._cpu_contexts:
+            ctx = self._prcb_context(index)
+            if ctx is None:
+                from bugcheck.dumpfile.context import Context
 
-            ctx = Context(self.machine)  # nothing captured: no register has a value
-        self._cpu_contexts[index] = ctx
-        return ctx
+                ctx = Context(self.machine)  # nothing captured: no register has a value
+            self._cpu_contexts[index] = ctx
+        return self._cpu_contexts[index]
+
+    def _prcb_context(self, index: int):
+        """The registers processor ``index``'s PRCB saved, or None: where the debugger data block
+        places them (ProcessorState, or the buffer Prcb->Context points to, where newer kernels
+        save a frozen processor's registers), else ProcessorState.ContextFrame by type."""
+        kernel = self.kernel
+        proc = kernel.processor(index) if kernel is not None and hasattr(kernel, "processor") else None
+        prcb = getattr(proc, "prcb", 0)
+        if not prcb:
+            return None
+        reader = getattr(self.dump, "_prcb_context", None)
+        kd = getattr(self.dump, "kd_debugger_data", None)
+        candidates = []
+        if callable(reader) and kd:
+            candidates.append(lambda: reader(prcb, kd))
+        types = getattr(kernel, "types", None)
+        if types:
+            from bugcheck.stack.trapframe import read_context_record
+
+            def by_type():
+                off = types.offset("_KPRCB", "ProcessorState.ContextFrame")
+                return read_context_record(self.dump.read_virtual, prcb + off, self.machine, types)
+
+            candidates.append(by_type)
+        for get in candidates:
+            try:
+                ctx = get()
+            except (KeyError, BugcheckError):
+                continue
+            # a PRCB copy whose context was never filled in holds zeros: that is no context
+            if ctx is not None and ctx.pc and ctx.sp:
+                return ctx
+        return None
 
     @property
     def context(self):
@@ -585,7 +604,7 @@ class Session:
                 raise
             return _error_result(cmd, f"bugcheck: {e.path}: {e.problem}")
         except MemoryNotPresent as e:
-            return _error_result(cmd, f"Memory access error at {_hex_addr(e.address, self.pointer_size)}")
+            return _error_result(cmd, f"Memory access error at {hex_addr(e.address, self.pointer_size)}")
         except BugcheckError as e:
             return _error_result(cmd, str(e))
         except (KeyboardInterrupt, BrokenPipeError):

@@ -21,6 +21,7 @@ from bugcheck.commands.registry import Result, command
 from bugcheck.errors import CommandError
 from bugcheck.stack.frames import StackWalk
 from bugcheck.stack.walker import walk
+from bugcheck.symbols.resolver import hex_addr
 
 #: WinDbg's default ``k`` depth (``.kframes`` shows and changes it per session): 256 frames in
 #: current releases ("Default stack trace depth is 0n256 frames"); older kd used 20
@@ -38,13 +39,8 @@ _COMBOS = [
 
 
 def _hex(v: int | None, ps: int) -> str:
-    if v is None:
-        # unreadable stack arguments print as zeros, as dbgeng's walker leaves them
-        v = 0
-    if ps == 4:
-        return f"{v & 0xFFFFFFFF:08x}"
-    v &= (1 << 64) - 1
-    return f"{v >> 32:08x}`{v & 0xFFFFFFFF:08x}"
+    # unreadable stack arguments print as zeros, as dbgeng's walker leaves them
+    return hex_addr(0 if v is None else v, ps)
 
 
 def session_walk(session, max_frames: int = 256, context=None) -> StackWalk:

@@ -8,6 +8,8 @@ or as the message kd prints in its place.
 
 from __future__ import annotations
 
+from bugcheck.symbols.resolver import hex_addr
+
 #: kd's x64 IRQL names (as !irql prints them)
 IRQL_NAMES_X64 = {
     0: "LOW_LEVEL",
@@ -290,15 +292,6 @@ def thread_block(t: dict) -> list[str]:
     return lines
 
 
-def _bt(v, ps: int) -> str:
-    """Stack columns print with kd's backtick: ``ffffd48f`777beb10``."""
-    if v is None:
-        return "????????" if ps == 4 else "????????`????????"
-    if ps == 4:
-        return f"{v & 0xFFFFFFFF:08x}"
-    return f"{(v >> 32) & 0xFFFFFFFF:08x}`{v & 0xFFFFFFFF:08x}"
-
-
 def thread_stack_lines(sw: dict, ps: int) -> list[str]:
     """!thread's stack: ``Child-SP RetAddr Call Site``.
 
@@ -316,9 +309,9 @@ def thread_stack_lines(sw: dict, ps: int) -> list[str]:
             lines.append("WARNING: Stack unwind information not available. Following frames may be wrong.")
         site = f.get("symbol") or ""
         if f.get("trap_frame") is not None:
-            site += f" (TrapFrame @ {_bt(f['trap_frame'], ps)})"
+            site += f" (TrapFrame @ {hex_addr(f['trap_frame'], ps)})"
         gap = "     " if ps == 8 else " "
-        lines.append(f"{_bt(f.get('sp'), ps)} {_bt(f.get('return_address'), ps)}{gap}{site}")
+        lines.append(f"{hex_addr(f.get('sp'), ps)} {hex_addr(f.get('return_address'), ps)}{gap}{site}")
     return lines
 
 

@@ -18,6 +18,7 @@ import fnmatch
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from bugcheck.symbols.resolver import hex_addr
 from bugcheck.symbols.types import Kind, Member, Type
 
 ReadFn = Callable[[int, int], bytes]
@@ -42,13 +43,6 @@ _C_NAMES = {
     "Float": "float",
     "Double": "double",
 }
-
-
-def hex_addr(value: int, pointer_size: int = 8) -> str:
-    if pointer_size == 4:
-        return f"{value & 0xFFFFFFFF:08x}"
-    v = value & 0xFFFFFFFFFFFFFFFF
-    return f"{v >> 32:08x}`{v & 0xFFFFFFFF:08x}"
 
 
 def _resolve(t) -> Type | None:

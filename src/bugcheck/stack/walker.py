@@ -26,6 +26,7 @@ from bugcheck.stack import trapframe
 from bugcheck.stack.frames import Frame, StackWalk
 from bugcheck.stack.scan import SCAN_LIMIT, CodeMap, prolog_frame, return_strength, scan_for_return
 from bugcheck.stack.unwind_x64 import ImageLookup, UnwindError, virtual_unwind
+from bugcheck.symbols.resolver import hex_addr
 
 MASK64 = (1 << 64) - 1
 USER_LIMIT = 0x0000_8000_0000_0000
@@ -555,13 +556,7 @@ def _symbol(resolver, pc: int) -> str:
     try:
         return resolver.format_address(pc)
     except BugcheckError:
-        return "0x" + _hex(pc)
-
-
-def _hex(v: int, ps: int = 8) -> str:
-    if ps == 4:
-        return f"{v & 0xFFFFFFFF:08x}"
-    return f"{(v >> 32) & 0xFFFFFFFF:08x}`{v & 0xFFFFFFFF:08x}"
+        return "0x" + hex_addr(pc)
 
 
 def _finish(sw: StackWalk, dump, resolver, ps: int, unwinder: _Unwinder | None = None) -> None:

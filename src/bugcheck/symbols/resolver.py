@@ -20,8 +20,11 @@ from bugcheck.symbols.modules import ModuleInfo
 from bugcheck.symbols.types import Symbol, SymbolSource, Type, TypeSource
 
 
-def hex_addr(value: int, pointer_size: int = 8) -> str:
-    """WinDbg's address spelling: ``fffff800`62600000`` (64-bit) or ``8054f000`` (32-bit)."""
+def hex_addr(value: int | None, pointer_size: int = 8) -> str:
+    """WinDbg's address spelling: ``fffff800`62600000`` (64-bit) or ``8054f000`` (32-bit);
+    question marks for a value that could not be read. The one formatter every layer uses."""
+    if value is None:
+        return "????????" if pointer_size == 4 else "????????`????????"
     if pointer_size == 4:
         return f"{value & 0xFFFFFFFF:08x}"
     v = value & 0xFFFFFFFFFFFFFFFF

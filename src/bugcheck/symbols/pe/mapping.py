@@ -161,11 +161,12 @@ def _load_config(image: PeImage) -> dict[str, int]:
 
 def rewritten_code(image: PeImage) -> list[tuple[int, int]] | None:
     """(start, end) RVAs of code the kernel rewrites at load, from the image's dynamic value
-    relocation table ([] when it has none); None when the table cannot be read."""
+    relocation table, sorted and joined ([] when it has none); None when it cannot be read."""
     try:
-        return _dvrt_ranges(image, _load_config(image))
+        sites = _dvrt_ranges(image, _load_config(image))
     except (BugcheckError, struct.error, ValueError):
         return None
+    return None if sites is None else _merge(sites)
 
 
 def _dvrt_ranges(image: PeImage, config: dict[str, int]) -> list[tuple[int, int]] | None:

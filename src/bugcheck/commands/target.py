@@ -11,7 +11,7 @@ import datetime as _dt
 import os
 from dataclasses import fields, is_dataclass
 
-from bugcheck.commands.registry import Result, command, lookup
+from bugcheck.commands.registry import Result, command
 from bugcheck.dumpfile.buildlab import build_lab as read_build_lab
 from bugcheck.errors import BugcheckError, CommandError
 
@@ -358,26 +358,3 @@ def dumpdebug(session, args: str) -> Result:
     warnings = list(getattr(dump, "warnings", None) or [])
     lines += [str(w) for w in warnings]
     return Result("\n".join(lines), {"header": data, "warnings": warnings}, "bugcheck.dumpdebug/1")
-
-
-# ``~Ns`` (processor switch) lives with the session; a kernel-model module may register a richer one.
-if lookup("~") is None:
-
-    @command("~", "Switch processor: ~Ns")
-    def tilde(session, args: str) -> Result:
-        a = args.strip()
-        if not a:
-            n = session.processor_count
-            lines = [f"{'.' if i == session.processor else ' '}  {i}" for i in range(n)]
-            return Result("\n".join(lines), {"processor": session.processor, "count": n})
-        if a.lower().endswith("s"):
-            expr = a[:-1].strip()
-            if not expr:
-                index = session.processor
-            elif expr.isdigit():
-                index = int(expr, 10)  # kd reads processor numbers in decimal
-            else:
-                index = session.evaluate(expr)
-            session.set_processor(index)
-            return Result("", {"processor": session.processor}, "bugcheck.processor/1")
-        raise CommandError(f"       ^ Syntax error in '~{a}'")

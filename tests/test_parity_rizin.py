@@ -207,9 +207,18 @@ def test_running(sessions, kind):
 def test_analyze(sessions, kind):
     tri = _data(sessions, "!analyze -v")
     tri, rep = tri["triage"][-1], tri[kind][-1]
-    for key in ("FAILURE_BUCKET_ID", "MODULE_NAME", "SYMBOL_NAME", "IMAGE_NAME", "BUGCHECK_CODE"):
+    for key in (
+        "FAILURE_BUCKET_ID",
+        "MODULE_NAME",
+        "SYMBOL_NAME",
+        "IMAGE_NAME",
+        "IMAGE_VERSION",
+        "BUGCHECK_CODE",
+    ):
         assert tri["fields"].get(key) == rep["fields"].get(key), key
     assert tri["fields"]["FAILURE_BUCKET_ID"] == "AV_amdppm!WriteIoMemRawEx"
+    # amdppm's resources are discardable, so not in the re-pack's memory: its file gives the version
+    assert rep["fields"]["IMAGE_VERSION"] == "10.0.19041.1110"
     assert tri["failure_bucket_id"] == rep["failure_bucket_id"]
     assert _check_frames(tri["stack"], rep["stack"]) >= 20
     assert tri["fields"]["STACK_TEXT"] == rep["fields"]["STACK_TEXT"]

@@ -268,14 +268,20 @@ class Target:
                 mem_img = PeImage.from_memory(read, module.base, module.image_name)
             except BugcheckError as e:
                 ms.messages.append(f"{module.name}: image header in the dump is unreadable: {e}")
-        if (
+        complete = (
             mem_img is not None
             and getattr(mem_img, "headers_complete", True)
             and image_property(mem_img, "codeview")
-        ):
+        )
+        # A driver's resources are often discardable and freed after load: with no version
+        # resource left in memory, the image file (same build) is the fuller source, as kd maps it
+        if complete and image_property(mem_img, "version_info") is not None:
             ms.image_file = "(dump memory)"
             return mem_img
         file_img = self._find_image_file(module, ms)
+        if file_img is None and complete:
+            ms.image_file = "(dump memory)"
+            return mem_img
         if file_img is not None:
             return file_img
         if mem_img is not None:
